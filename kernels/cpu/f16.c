@@ -1,0 +1,3 @@
+/* f16.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

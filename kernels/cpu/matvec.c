@@ -1,0 +1,3 @@
+/* matvec.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* perplexity.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* hf_config.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

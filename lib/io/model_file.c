@@ -1,0 +1,3 @@
+/* model_file.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* rope_permute.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

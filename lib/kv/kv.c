@@ -1,0 +1,3 @@
+/* kv.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* kv_float.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* attention.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

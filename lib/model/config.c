@@ -1,0 +1,3 @@
+/* config.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

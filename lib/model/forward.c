@@ -1,0 +1,3 @@
+/* forward.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* load.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

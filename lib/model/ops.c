@@ -1,0 +1,3 @@
+/* ops.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* sample.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* state.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

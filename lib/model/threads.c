@@ -1,0 +1,3 @@
+/* threads.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

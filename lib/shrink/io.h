@@ -1,0 +1,121 @@
+/* io.h: model file readers. lib/io knows formats, never algorithms.
+ * Each reader fills a shrink_tensor_set with Hugging Face Llama names
+ * (model.layers.N.self_attn.q_proj.weight, ...), a shrink_config and, where the
+ * file has one, a shrink_vocab_spec. Weights stay memory-mapped when their
+ * dtype allows; GGUF/llama2.c Q/K rows are un-permuted into owned copies. */
+#ifndef SHRINK_IO_H
+#define SHRINK_IO_H
+
+#include "config.h"
+#include "tensor.h"
+
+/* ---- tokenizer description (consumed by lib/text) ---- */
+typedef enum {
+	SHRINK_VOCAB_NONE,
+	SHRINK_VOCAB_SPM, /* SentencePiece-style score BPE with byte fallback */
+	SHRINK_VOCAB_BPE, /* byte-level BPE (GPT-2 style) */
+} shrink_vocab_kind;
+
+typedef enum {
+	SHRINK_TOKEN_NORMAL = 1,
+	SHRINK_TOKEN_UNKNOWN = 2,
+	SHRINK_TOKEN_CONTROL = 3,
+	SHRINK_TOKEN_USER_DEFINED = 4,
+	SHRINK_TOKEN_UNUSED = 5,
+	SHRINK_TOKEN_BYTE = 6,
+} shrink_token_type; /* GGUF's numbering */
+
+typedef struct {
+	shrink_vocab_kind kind;
+	int n_tokens;
+	char **tokens;  /* UTF-8 token text as stored (SPM uses U+2581 for space; BPE the byte-to-unicode map) */
+	float *scores;  /* SPM: merge priority; may be NULL for BPE */
+	int *types;     /* shrink_token_type per token */
+	int n_merges;
+	char **merges;  /* BPE: "left right", highest priority first */
+	char pre[32];   /* pre-tokenizer: "default", "gpt2", "llama3", "qwen2" */
+	int bos_id, eos_id, unk_id, pad_id;
+	bool add_bos, add_eos, add_space_prefix;
+} shrink_vocab_spec;
+
+void shrink_vocab_spec_free(shrink_vocab_spec *v);
+/* Serialize to / parse from the shrink container's own compact JSON. */
+char *shrink_vocab_spec_to_json(const shrink_vocab_spec *v);
+shrink_status shrink_vocab_spec_from_json(const char *json, const char *what, shrink_vocab_spec *v,
+					  shrink_error *err);
+
+/* ---- GGUF ---- */
+typedef enum {
+	GGUF_T_UINT8 = 0, GGUF_T_INT8, GGUF_T_UINT16, GGUF_T_INT16, GGUF_T_UINT32, GGUF_T_INT32,
+	GGUF_T_FLOAT32, GGUF_T_BOOL, GGUF_T_STRING, GGUF_T_ARRAY, GGUF_T_UINT64, GGUF_T_INT64, GGUF_T_FLOAT64,
+} shrink_gguf_type;
+
+typedef struct {
+	const char *key;
+	shrink_gguf_type type;
+	/* scalars */
+	union { uint64_t u; int64_t i; double f; bool b; } v;
+	const char *str; size_t str_len;             /* GGUF_T_STRING (not NUL-terminated in file; copied here) */
+	shrink_gguf_type arr_type; uint64_t arr_n;   /* GGUF_T_ARRAY */
+	const uint8_t *arr_data;                     /* raw array payload in the mapping (non-string arrays) */
+	char **arr_str;                              /* string arrays, copied and NUL-terminated */
+} shrink_gguf_kv;
+
+typedef struct {
+	char path[512];
+	uint32_t version;
+	shrink_mapping map;
+	shrink_gguf_kv *kv;
+	uint64_t n_kv;
+	shrink_tensor *tensors; /* GGUF names, shapes reversed to outermost-first */
+	uint64_t n_tensors;
+	char *strings; /* arena for copied strings */
+} shrink_gguf;
+
+shrink_status shrink_gguf_open(const char *path, shrink_gguf *g, shrink_error *err);
+void shrink_gguf_close(shrink_gguf *g);
+const shrink_gguf_kv *shrink_gguf_find(const shrink_gguf *g, const char *key);
+/* Typed getters: return 0 if missing or of a non-convertible type. */
+int shrink_gguf_get_int(const shrink_gguf *g, const char *key, int64_t *out);
+int shrink_gguf_get_float(const shrink_gguf *g, const char *key, double *out);
+const char *shrink_gguf_get_str(const shrink_gguf *g, const char *key);
+/* Element i of a numeric array as double / int64. */
+double shrink_gguf_arr_f64(const shrink_gguf_kv *kv, uint64_t i);
+int64_t shrink_gguf_arr_i64(const shrink_gguf_kv *kv, uint64_t i);
+
+/* GGUF metadata -> vocab (tokenizer.ggml.*) */
+shrink_status shrink_vocab_from_gguf(const shrink_gguf *g, shrink_vocab_spec *v, shrink_error *err);
+/* tokenizer.json (Hugging Face tokenizers) -> vocab */
+shrink_status shrink_vocab_from_tokenizer_json(const char *path, shrink_vocab_spec *v, shrink_error *err);
+
+/* ---- safetensors ---- */
+/* Map one .safetensors file and append its tensors to `set` (names as stored).
+ * `metadata` (optional) receives the __metadata__ object as a cJSON string (malloc'd). */
+shrink_status shrink_safetensors_load(const char *path, shrink_tensor_set *set, char **metadata, shrink_error *err);
+
+/* ---- whole models ---- */
+typedef enum { SHRINK_FMT_UNKNOWN, SHRINK_FMT_HF_DIR, SHRINK_FMT_GGUF, SHRINK_FMT_LLAMA2C, SHRINK_FMT_SHRINK } shrink_format;
+
+typedef struct {
+	shrink_format format;
+	shrink_config config;
+	shrink_tensor_set weights; /* HF names */
+	shrink_vocab_spec vocab;   /* kind NONE when the file had no tokenizer */
+	char *container_meta;      /* shrink container __metadata__ JSON, else NULL */
+} shrink_model_file;
+
+/* Detect the format of `path` and read it. `tokenizer_path` (may be NULL) names a
+ * GGUF or tokenizer.json to take the tokenizer from (required for llama2.c). */
+shrink_status shrink_model_file_open(const char *path, const char *tokenizer_path, shrink_model_file *mf,
+				     shrink_error *err);
+void shrink_model_file_close(shrink_model_file *mf);
+
+shrink_status shrink_read_hf_dir(const char *dir, shrink_model_file *mf, shrink_error *err);
+shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, shrink_error *err);
+shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrink_error *err);
+
+/* Un-permute rows of a GGUF/Meta interleaved-RoPE projection into the HF
+ * half-split layout (rows = n_heads*head_dim, cols). Floats only. */
+void shrink_unpermute_rope_rows(const float *src, float *dst, int n_heads, int head_dim, int64_t cols);
+
+#endif

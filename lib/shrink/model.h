@@ -1,0 +1,59 @@
+/* model.h: a loaded model, its run state, the forward pass and sampling.
+ * The forward pass is written once over a small op set (embed, rmsnorm,
+ * linear, rope, attention, swiglu, add, logits); `linear` dispatches on the
+ * weight's dtype. Read it top to bottom in lib/model/forward.c. */
+#ifndef SHRINK_MODEL_H
+#define SHRINK_MODEL_H
+
+#include "io.h"
+#include "kv.h"
+#include "text.h"
+
+typedef struct {
+	const shrink_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv;
+	const shrink_tensor *ffn_norm, *w_gate, *w_up, *w_down;
+} shrink_layer_weights;
+
+typedef struct {
+	shrink_model_file file; /* owns config, tensors and vocab */
+	const shrink_config *config;
+	const shrink_tensor *tok_embed, *norm, *lm_head;
+	shrink_layer_weights *layers;
+	shrink_tokenizer *tok; /* NULL when the file has no tokenizer */
+	char path[512];
+} shrink_model;
+
+shrink_status shrink_model_load(const char *path, const char *tokenizer_path, shrink_model **out, shrink_error *err);
+void shrink_model_free(shrink_model *m);
+/* Bind weight pointers from m->file (used after a writer changes tensors too). */
+shrink_status shrink_model_bind(shrink_model *m, shrink_error *err);
+int64_t shrink_model_n_params(const shrink_model *m);
+
+/* Run state: the KV cache plus scratch for up to max_batch tokens per call. */
+typedef struct shrink_state shrink_state;
+
+shrink_status shrink_state_new(const shrink_model *m, int max_tokens, int max_batch, const char *kv_spec,
+			       shrink_state **out, shrink_error *err);
+void shrink_state_free(shrink_state *s);
+void shrink_state_reset(shrink_state *s);
+int shrink_state_pos(const shrink_state *s);
+const shrink_kv *shrink_state_kv(const shrink_state *s);
+
+/* Feed n tokens at the current position. logits: [n, vocab] when all_logits,
+ * else [vocab] for the last token; may be NULL. */
+shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
+			     bool all_logits, shrink_error *err);
+
+/* Threads for OpenMP and BLAS; results do not depend on it. */
+void shrink_set_threads(int n);
+int shrink_get_threads(void);
+
+/* Sampling, kept apart from the model. temp 0 = greedy (argmax, lowest id on ties). */
+typedef struct shrink_sampler shrink_sampler;
+shrink_status shrink_sampler_new(float temp, int top_k, float top_p, uint64_t seed, int n_vocab, shrink_sampler **out,
+				 shrink_error *err);
+int shrink_sample(shrink_sampler *s, const float *logits);
+void shrink_sampler_free(shrink_sampler *s);
+int shrink_argmax(const float *x, int n);
+
+#endif

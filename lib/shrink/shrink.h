@@ -1,0 +1,16 @@
+/* shrink.h: the whole public API of libshrink. */
+#ifndef SHRINK_SHRINK_H
+#define SHRINK_SHRINK_H
+
+#include "base.h"
+#include "config.h"
+#include "eval.h"
+#include "io.h"
+#include "kv.h"
+#include "model.h"
+#include "tensor.h"
+#include "text.h"
+
+const char *shrink_version(void);
+
+#endif

@@ -1,0 +1,3 @@
+/* bpe.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* decode.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

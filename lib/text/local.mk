@@ -1,0 +1,2 @@
+lib_libshrink_la_SOURCES += lib/text/tokenizer.c lib/text/tokenizer_impl.h lib/text/spm.c lib/text/bpe.c \
+	lib/text/pretok.c lib/text/decode.c lib/text/utf8.c lib/text/utf8.h

@@ -1,0 +1,3 @@
+/* pretok.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

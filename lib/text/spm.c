@@ -1,0 +1,3 @@
+/* spm.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

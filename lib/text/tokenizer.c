@@ -1,0 +1,3 @@
+/* tokenizer.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,3 @@
+/* utf8.c: placeholder until implemented. */
+#include "shrink/shrink.h"
+

@@ -1,0 +1,1 @@
+dist_man_MANS += man/shrink-run.1 man/shrink-eval.1 man/shrink.7
