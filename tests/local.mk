@@ -24,9 +24,10 @@ TESTS += tests/unit/test_base tests/unit/test_tensor tests/unit/test_io tests/un
 endif
 
 # helper that dumps logits for the reference tests
-check_PROGRAMS += tests/ref/logits
+check_PROGRAMS += tests/ref/logits tests/ref/dump_tensor
 tests_ref_logits_SOURCES = tests/ref/logits.c
+tests_ref_dump_tensor_SOURCES = tests/ref/dump_tensor.c
 
-TESTS += tests/ref/test_forward.py tests/ref/test_gguf_dequant.py tests/ref/test_tokenizer_vectors.py \
+TESTS += tests/ref/test_forward.py tests/ref/test_gguf_dequant.py \
 	tests/cli/test_run.sh tests/cli/test_eval.sh tests/cli/test_bad_input.sh
 EXTRA_DIST += $(TESTS) tests/ref/reference.py tests/ref/modelgen.py tests/cli/lib.sh tests/cli/make_bad_inputs.py
