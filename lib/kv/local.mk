@@ -1,1 +1,1 @@
-lib_libshrink_la_SOURCES += lib/kv/kv.c lib/kv/kv_float.c
+lib_libshrink_la_SOURCES += lib/kv/kv.c lib/kv/kv_impl.h lib/kv/kv_float.c

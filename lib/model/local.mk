@@ -1,2 +1,2 @@
-lib_libshrink_la_SOURCES += lib/model/load.c lib/model/state.c lib/model/forward.c \
+lib_libshrink_la_SOURCES += lib/model/load.c lib/model/state.c lib/model/state_impl.h lib/model/forward.c \
 	lib/model/attention.c lib/model/ops.c lib/model/ops.h lib/model/sample.c lib/model/threads.c
