@@ -114,6 +114,11 @@ shrink_status shrink_read_hf_dir(const char *dir, shrink_model_file *mf, shrink_
 shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, shrink_error *err);
 shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrink_error *err);
 
+/* Check that every tensor the config implies is present with the shape it
+ * implies (HF names; biases when qkv_bias; lm_head unless tied) and a weight
+ * dtype. Runs shrink_config_validate first. `what` (a file) starts messages. */
+shrink_status shrink_check_weights(const shrink_model_file *mf, const char *what, shrink_error *err);
+
 /* Un-permute rows of a GGUF/Meta interleaved-RoPE projection into the HF
  * half-split layout (rows = n_heads*head_dim, cols). Floats only. */
 void shrink_unpermute_rope_rows(const float *src, float *dst, int n_heads, int head_dim, int64_t cols);

@@ -7,6 +7,7 @@
 #include "eval.h"
 #include "io.h"
 #include "kv.h"
+#include "quant.h"
 #include "model.h"
 #include "tensor.h"
 #include "text.h"

@@ -1,2 +1,64 @@
 #!/bin/sh
-exit 77
+# shrink-run as a user runs it: real model (stories260K), greedy and seeded
+# sampling, llama2.c with a separate tokenizer, thread-count independence,
+# and the documented exit codes.
+set -u
+bin=${SHRINK_BUILD:?}/tools
+data=${SHRINK_DATA:-}
+[ -x "$bin/shrink-run" ] || exit 77
+[ -f "$data/stories260K.gguf" ] || { echo "skip: no test data in '$data'"; exit 77; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+expect_rc() { # want, label, command...
+	want=$1; label=$2; shift 2
+	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
+}
+
+gguf=$data/stories260K.gguf
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 >"$tmp/greedy" 2>"$tmp/err" || bad "greedy run failed: $(cat "$tmp/err")"
+cat "$tmp/greedy"
+grep -q "^Once upon a time" "$tmp/greedy" && ok "prompt echoed" || bad "prompt not echoed"
+words=$(wc -w <"$tmp/greedy")
+[ "$words" -ge 20 ] && ok "greedy story has $words words" || bad "greedy story too short ($words words)"
+# a children's story from this model names a character and uses ordinary words
+grep -qiE '\b(was|little|girl|boy|named|she|he|they)\b' "$tmp/greedy" && ok "story reads as English" || bad "story not English"
+
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 --threads 1 >"$tmp/t1" 2>/dev/null
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 --threads 2 >"$tmp/t2" 2>/dev/null
+cmp -s "$tmp/t1" "$tmp/t2" && cmp -s "$tmp/t1" "$tmp/greedy" && ok "threads 1 and 2 identical" || bad "output depends on threads"
+
+if [ -f "$data/stories260K.bin" ]; then
+	"$bin/shrink-run" "$data/stories260K.bin" --tokenizer "$gguf" -p "Once upon a time" -n 32 --temp 0 >"$tmp/bin" 2>"$tmp/err"
+	cmp -s "$tmp/bin" "$tmp/greedy" && ok "llama2.c .bin gives the same tokens as the GGUF" ||
+		bad "llama2.c .bin differs: $(cat "$tmp/bin" "$tmp/err")"
+	expect_rc 3 "llama2.c without --tokenizer" "$bin/shrink-run" "$data/stories260K.bin" -p hi -n 4
+	grep -q "tokenizer" "$tmp/err" && ok "message says tokenizer" || bad "message: $(cat "$tmp/err")"
+fi
+
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 24 --temp 1 --seed 7 >"$tmp/s1" 2>/dev/null
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 24 --temp 1 --seed 7 >"$tmp/s2" 2>/dev/null
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 24 --temp 1 --seed 8 >"$tmp/s3" 2>/dev/null
+cmp -s "$tmp/s1" "$tmp/s2" && ok "same seed, same text" || bad "same seed gave different text"
+cmp -s "$tmp/s1" "$tmp/s3" && bad "different seeds gave the same text" || ok "different seed, different text"
+
+echo "Once upon a time" | "$bin/shrink-run" "$gguf" -n 8 --temp 0 >"$tmp/stdin" 2>/dev/null
+head -c 40 "$tmp/greedy" >"$tmp/a"; head -c 40 "$tmp/stdin" >"$tmp/b"
+cmp -s "$tmp/a" "$tmp/b" && ok "prompt from stdin" || bad "stdin prompt differs"
+
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 16 --temp 0 --stats >/dev/null 2>"$tmp/stats"
+grep -q "prefill .* tokens/s.*decode .* tokens/s.*peak memory" "$tmp/stats" && ok "--stats" || bad "--stats: $(cat "$tmp/stats")"
+
+expect_rc 0 "--help" "$bin/shrink-run" --help
+grep -q "Usage: shrink-run" "$tmp/out" && ok "help text" || bad "help text"
+expect_rc 0 "--version" "$bin/shrink-run" --version
+expect_rc 2 "unknown option" "$bin/shrink-run" --bogus "$gguf"
+expect_rc 2 "bad number" "$bin/shrink-run" "$gguf" -n abc
+expect_rc 2 "no model" "$bin/shrink-run" -p hi
+expect_rc 3 "missing model file" "$bin/shrink-run" "$tmp/nope.gguf" -p hi
+grep -q "nope.gguf" "$tmp/err" && ok "message names the file" || bad "message: $(cat "$tmp/err")"
+expect_rc 4 "--device cuda without a device" "$bin/shrink-run" "$gguf" -p hi --device cuda
+echo "$fails failed"
+[ $fails -eq 0 ]

@@ -1,0 +1,1 @@
+# lib/quant: quantization schemes, packing, RTN, GPTQ
