@@ -70,13 +70,13 @@ static void decode_scalar(shrink_gguf_type t, const uint8_t *p, shrink_gguf_kv *
 	switch (t) {
 	case GGUF_T_UINT8: kv->v.u = p[0]; kv->v.i = p[0]; kv->v.f = p[0]; break;
 	case GGUF_T_INT8: kv->v.i = (int8_t)p[0]; kv->v.f = (double)kv->v.i; break;
-	case GGUF_T_BOOL: kv->v.b = p[0] != 0; kv->v.i = p[0] != 0; break;
+	case GGUF_T_BOOL: kv->v.b = p[0] != 0; kv->v.i = p[0] != 0; kv->v.f = kv->v.i; break;
 	case GGUF_T_UINT16: { uint16_t x; memcpy(&x, p, 2); kv->v.i = x; kv->v.f = x; break; }
 	case GGUF_T_INT16: { int16_t x; memcpy(&x, p, 2); kv->v.i = x; kv->v.f = x; break; }
 	case GGUF_T_UINT32: { uint32_t x; memcpy(&x, p, 4); kv->v.i = x; kv->v.f = x; break; }
 	case GGUF_T_INT32: { int32_t x; memcpy(&x, p, 4); kv->v.i = x; kv->v.f = x; break; }
 	case GGUF_T_FLOAT32: { float x; memcpy(&x, p, 4); kv->v.f = x; break; }
-	case GGUF_T_UINT64: { uint64_t x; memcpy(&x, p, 8); kv->v.i = (int64_t)x; kv->v.f = (double)x; break; }
+	case GGUF_T_UINT64: { uint64_t x; memcpy(&x, p, 8); kv->v.u = x; kv->v.i = (int64_t)x; kv->v.f = (double)x; break; }
 	case GGUF_T_INT64: { int64_t x; memcpy(&x, p, 8); kv->v.i = x; kv->v.f = (double)x; break; }
 	case GGUF_T_FLOAT64: { double x; memcpy(&x, p, 8); kv->v.f = x; break; }
 	default: break;

@@ -43,6 +43,8 @@ void shrink_vocab_spec_free(shrink_vocab_spec *v);
 char *shrink_vocab_spec_to_json(const shrink_vocab_spec *v);
 shrink_status shrink_vocab_spec_from_json(const char *json, const char *what, shrink_vocab_spec *v,
 					  shrink_error *err);
+/* Consistency check (sizes, types, ids in range, merges naming known tokens); messages start with `what`. */
+shrink_status shrink_vocab_spec_check(const shrink_vocab_spec *v, const char *what, shrink_error *err);
 
 /* ---- GGUF ---- */
 typedef enum {
@@ -54,7 +56,7 @@ typedef struct {
 	const char *key;
 	shrink_gguf_type type;
 	/* scalars */
-	union { uint64_t u; int64_t i; double f; bool b; } v;
+	struct { uint64_t u; int64_t i; double f; bool b; } v; /* every view a scalar converts to */
 	const char *str; size_t str_len;             /* GGUF_T_STRING (not NUL-terminated in file; copied here) */
 	shrink_gguf_type arr_type; uint64_t arr_n;   /* GGUF_T_ARRAY */
 	const uint8_t *arr_data;                     /* raw array payload in the mapping (non-string arrays) */
