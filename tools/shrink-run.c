@@ -100,10 +100,9 @@ static char *read_prompt(const options *o, size_t *len)
 	return text;
 }
 
-static void emit(shrink_decoder *d, int id)
+static void emit(shrink_decoder *d, int id, char *buf, size_t cap)
 {
-	char buf[256];
-	size_t n = shrink_decoder_push(d, id, buf, sizeof buf);
+	size_t n = shrink_decoder_push(d, id, buf, cap);
 	fwrite(buf, 1, n, stdout);
 	fflush(stdout);
 }
@@ -122,8 +121,10 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 	float *logits = malloc((size_t)m->config->vocab_size * sizeof(float));
 	shrink_decoder d;
 	shrink_decoder_init(&d, m->tok);
+	size_t cap = shrink_decoder_max_bytes(m->tok);
+	char *text = malloc(cap);
 	for (size_t i = 0; i < n_prompt; i++)
-		emit(&d, prompt[i]);
+		emit(&d, prompt[i], text, cap);
 	double t0 = shrink_now();
 	for (size_t i = 0; i < n_prompt; i += 512) {
 		int n = n_prompt - i < 512 ? (int)(n_prompt - i) : 512;
@@ -137,7 +138,7 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 		int next = shrink_sample(smp, logits);
 		if (next == eos)
 			break;
-		emit(&d, next);
+		emit(&d, next, text, cap);
 		produced++;
 		if (shrink_state_pos(s) >= ctx)
 			break;
@@ -145,8 +146,7 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 			cli_exit_error(&err);
 	}
 	double t2 = shrink_now();
-	char tail[64];
-	fwrite(tail, 1, shrink_decoder_flush(&d, tail, sizeof tail), stdout);
+	fwrite(text, 1, shrink_decoder_flush(&d, text, cap), stdout);
 	putchar('\n');
 	if (o->stats)
 		fprintf(stderr,
@@ -155,6 +155,7 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 			cli_prog, n_prompt, t1 - t0, n_prompt / (t1 - t0 + 1e-12), produced, t2 - t1,
 			produced / (t2 - t1 + 1e-12), shrink_peak_rss() / 1048576.0, o->kv ? o->kv : "f32");
 	free(logits);
+	free(text);
 	shrink_sampler_free(smp);
 	shrink_state_free(s);
 	return 0;

@@ -39,5 +39,7 @@ void shrink_decoder_init(shrink_decoder *d, const shrink_tokenizer *t);
 size_t shrink_decoder_push(shrink_decoder *d, int id, char *out, size_t cap);
 /* Flush held bytes (invalid sequences become U+FFFD). */
 size_t shrink_decoder_flush(shrink_decoder *d, char *out, size_t cap);
+/* The most bytes one push or flush can write: a cap this large never drops output. */
+size_t shrink_decoder_max_bytes(const shrink_tokenizer *t);
 
 #endif
