@@ -51,16 +51,6 @@ static int looks_like_safetensors(const uint8_t *head, size_t n_head, size_t n_b
 	return len >= 2 && len <= n_bytes - 8 && head[8] == '{';
 }
 
-/* Our own container: a .safetensors file whose metadata has shrink.version. Not read yet. */
-static shrink_status read_container(const char *path, shrink_tensor_set *set, char *meta, shrink_model_file *mf,
-				    shrink_error *err)
-{
-	(void)mf;
-	shrink_tensor_set_free(set);
-	free(meta);
-	return shrink_fail(err, SHRINK_EINPUT, "%s: shrink container files are not supported yet", path);
-}
-
 static int is_container(const char *meta)
 {
 	cJSON *root = meta ? cJSON_Parse(meta) : NULL;
@@ -78,7 +68,7 @@ static shrink_status read_safetensors_file(const char *path, shrink_model_file *
 	if (st)
 		return st;
 	if (is_container(meta))
-		return read_container(path, &set, meta, mf, err);
+		return shrink_read_container(path, &set, meta, mf, err);
 	shrink_tensor_set_free(&set);
 	free(meta);
 	char dir[PATH_CAP], config[PATH_CAP];
@@ -237,7 +227,7 @@ static shrink_status expect(checker *k, const char *name, int64_t rows, int64_t 
 	if (!weight_dtype(t->dtype))
 		return shrink_fail(k->err, SHRINK_EINPUT, "%s: tensor '%s': dtype %s is not a weight type", k->what,
 				   name, shrink_dtype_name(t->dtype));
-	if (!t->data || t->n_bytes != shrink_dtype_bytes(t->dtype, rows * (cols ? cols : 1)))
+	if (!t->data || (t->dtype != SHRINK_QPACKED && t->n_bytes != shrink_dtype_bytes(t->dtype, rows * (cols ? cols : 1))))
 		return shrink_fail(k->err, SHRINK_EINPUT, "%s: tensor '%s': %zu bytes of data do not fit its shape",
 				   k->what, name, t->n_bytes);
 	return SHRINK_OK;

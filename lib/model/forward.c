@@ -23,13 +23,25 @@ static shrink_status check_call(const shrink_model *m, const shrink_state *s, co
 	return SHRINK_OK;
 }
 
-static shrink_status attention_block(const shrink_model *m, shrink_state *s, int l, int n, shrink_error *err)
+typedef struct {
+	shrink_capture_fn fn;
+	void *user;
+} capture;
+
+static void see(const capture *cap, int l, int which, const float *x, int n, int width)
+{
+	if (cap && cap->fn)
+		cap->fn(cap->user, l, which, x, n, width);
+}
+
+static shrink_status attention_block(const shrink_model *m, shrink_state *s, int l, const shrink_layer_weights *w,
+				     int n, const capture *cap, shrink_error *err)
 {
 	const shrink_config *c = m->config;
-	const shrink_layer_weights *w = &m->layers[l];
 	int nh = c->layers[l].n_heads, nkv = c->layers[l].n_kv_heads, hd = c->head_dim, dim = c->dim;
 	int64_t kvd = (int64_t)nkv * hd;
 	op_rmsnorm(s->x, w->attn_norm, n, dim, c->norm_eps, s->xb);
+	see(cap, l, 0, s->xb, n, dim);
 	op_linear(w->wq, w->bq, s->xb, n, s->q, s->lin_scratch);
 	op_linear(w->wk, w->bk, s->xb, n, s->k, s->lin_scratch);
 	op_linear(w->wv, w->bv, s->xb, n, s->v, s->lin_scratch);
@@ -40,20 +52,23 @@ static shrink_status attention_block(const shrink_model *m, shrink_state *s, int
 			return st;
 	}
 	attention(s, l, s->q, s->pos, n, s->att);
+	see(cap, l, 1, s->att, n, nh * hd);
 	op_linear(w->wo, NULL, s->att, n, s->xb, s->lin_scratch);
 	op_add(s->x, s->xb, (int64_t)n * dim);
 	return SHRINK_OK;
 }
 
-static void ffn_block(const shrink_model *m, shrink_state *s, int l, int n)
+static void ffn_block(const shrink_model *m, shrink_state *s, int l, const shrink_layer_weights *w, int n,
+		      const capture *cap)
 {
 	const shrink_config *c = m->config;
-	const shrink_layer_weights *w = &m->layers[l];
 	int64_t ffn = c->layers[l].ffn_dim;
 	op_rmsnorm(s->x, w->ffn_norm, n, c->dim, c->norm_eps, s->xb);
+	see(cap, l, 2, s->xb, n, c->dim);
 	op_linear(w->w_gate, NULL, s->xb, n, s->h1, s->lin_scratch);
 	op_linear(w->w_up, NULL, s->xb, n, s->h3, s->lin_scratch);
 	op_swiglu(s->h1, s->h3, n * ffn);
+	see(cap, l, 3, s->h1, n, (int)ffn);
 	op_linear(w->w_down, NULL, s->h1, n, s->xb, s->lin_scratch);
 	op_add(s->x, s->xb, (int64_t)n * c->dim);
 }
@@ -75,12 +90,38 @@ shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *
 		return st;
 	op_embed(m->tok_embed, tokens, n, m->config->dim, s->x);
 	for (int l = 0; l < m->config->n_layers; l++) {
-		if ((st = attention_block(m, s, l, n, err)))
+		if ((st = attention_block(m, s, l, &m->layers[l], n, NULL, err)))
 			return st;
-		ffn_block(m, s, l, n);
+		ffn_block(m, s, l, &m->layers[l], n, NULL);
 	}
 	if (logits)
 		logits_out(m, s, n, logits, all_logits);
 	s->pos += n;
+	return SHRINK_OK;
+}
+
+shrink_status shrink_layer_run(const shrink_model *m, shrink_state *s, int layer, const shrink_layer_weights *w,
+			       float *x, int n, shrink_capture_fn fn, void *user, shrink_error *err)
+{
+	if (n < 1 || n > s->max_batch || layer < 0 || layer >= m->config->n_layers)
+		return shrink_fail(err, SHRINK_EUSAGE, "layer run: %d tokens (1..%d) at layer %d", n, s->max_batch, layer);
+	capture cap = {fn, user};
+	size_t bytes = (size_t)n * m->config->dim * sizeof(float);
+	memcpy(s->x, x, bytes);
+	s->pos = 0;
+	shrink_status st = attention_block(m, s, layer, w, n, &cap, err);
+	if (!st)
+		ffn_block(m, s, layer, w, n, &cap);
+	memcpy(x, s->x, bytes);
+	return st;
+}
+
+shrink_status shrink_embed(const shrink_model *m, const int *tokens, int n, float *out, shrink_error *err)
+{
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= m->config->vocab_size)
+			return shrink_fail(err, SHRINK_EINPUT, "token id %d out of range (vocabulary of %d)", tokens[i],
+					   m->config->vocab_size);
+	op_embed(m->tok_embed, tokens, n, m->config->dim, out);
 	return SHRINK_OK;
 }

@@ -15,7 +15,8 @@ static shrink_status need(const shrink_model *m, const char *name, int64_t rows,
 	*out = t;
 	if (!t)
 		return shrink_fail(err, SHRINK_EINPUT, "%s: tensor '%s' is missing", m->path, name);
-	if (t->dtype != SHRINK_F32 && t->dtype != SHRINK_F16 && t->dtype != SHRINK_BF16)
+	bool quantized_matrix = t->dtype == SHRINK_QPACKED && cols;
+	if (t->dtype != SHRINK_F32 && t->dtype != SHRINK_F16 && t->dtype != SHRINK_BF16 && !quantized_matrix)
 		return shrink_fail(err, SHRINK_EINPUT, "%s: tensor '%s': dtype %s is not supported for computation",
 				   m->path, name, shrink_dtype_name(t->dtype));
 	bool ok = cols ? (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)

@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "ops.h"
+#include "shrink/quant.h"
 
 float op_elem(const shrink_tensor *t, int64_t i)
 {
@@ -15,9 +16,22 @@ float op_elem(const shrink_tensor *t, int64_t i)
 	}
 }
 
+static shrink_kq kq_of(const shrink_tensor *t)
+{
+	const shrink_qmatrix *m = t->data;
+	int64_t groups = shrink_qscheme_groups(&m->scheme, m->cols);
+	return (shrink_kq){m->scheme.bits, m->scheme.group_size ? m->scheme.group_size : (int)m->cols, m->rows, m->cols,
+			   groups, shrink_qrow_bytes(m->scheme.bits, m->cols), m->qweight, m->scales, m->zeros};
+}
+
 static void row_to_f32(const shrink_tensor *t, int64_t row, int64_t width, float *out)
 {
 	const char *base = t->data;
+	if (t->dtype == SHRINK_QPACKED) {
+		shrink_kq q = kq_of(t);
+		shrink_kernel_dequant_q_row(&q, row, out);
+		return;
+	}
 	switch (t->dtype) {
 	case SHRINK_F16: shrink_kernel_f16_to_f32((const uint16_t *)base + row * width, out, width); break;
 	case SHRINK_BF16: shrink_kernel_bf16_to_f32((const uint16_t *)base + row * width, out, width); break;
@@ -53,7 +67,12 @@ static shrink_kw_type kw_type(shrink_dtype d)
 void op_linear(const shrink_tensor *w, const shrink_tensor *b, const float *x, int n_tok, float *y, float *scratch)
 {
 	int64_t rows = w->shape[0], cols = w->shape[1];
-	shrink_kernel_linear(w->data, kw_type(w->dtype), rows, cols, x, n_tok, y, scratch);
+	if (w->dtype == SHRINK_QPACKED) {
+		shrink_kq q = kq_of(w);
+		shrink_kernel_linear_q(&q, x, n_tok, y, scratch);
+	} else {
+		shrink_kernel_linear(w->data, kw_type(w->dtype), rows, cols, x, n_tok, y, scratch);
+	}
 	if (b)
 		for (int t = 0; t < n_tok; t++)
 			for (int64_t r = 0; r < rows; r++)

@@ -1,7 +1,7 @@
 # lib/quant: quantization schemes, packing, RTN, GPTQ
 lib_libshrink_la_SOURCES += lib/quant/quant_impl.h lib/quant/scheme.c lib/quant/pack.c lib/quant/group.c \
 	lib/quant/rtn.c lib/quant/gptq_impl.h lib/quant/gptq.c lib/quant/gptq_plan.c lib/quant/gptq_sweep.c \
-	lib/quant/hessian.c
+	lib/quant/hessian.c lib/quant/plan.c lib/quant/model_quant_impl.h lib/quant/model_quant.c lib/quant/gptq_model.c
 
 if HAVE_CRITERION
 check_PROGRAMS += tests/unit/test_quant

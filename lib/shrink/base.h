@@ -44,6 +44,27 @@ typedef struct {
 shrink_status shrink_map_file(const char *path, shrink_mapping *m, shrink_error *err);
 void shrink_unmap(shrink_mapping *m);
 
+/* Crash-safe output: data goes to a temporary file beside the target
+ * (".NAME.tmp-PID"), which commit fsyncs and renames over the target, so an
+ * interrupted run never leaves a partial file under the target name and an
+ * existing target is replaced only on success. Temporaries left by a killed
+ * run are removed by the next open of the same target. */
+typedef struct {
+	int fd;
+	char path[4096];
+	char tmp_path[4096];
+	int slot; /* registry slot for signal-time cleanup */
+} shrink_outfile;
+
+shrink_status shrink_outfile_open(shrink_outfile *f, const char *path, shrink_error *err);
+/* A short write (disk full, file size limit) is SHRINK_EIO naming the file. */
+shrink_status shrink_outfile_write(shrink_outfile *f, const void *buf, size_t n, shrink_error *err);
+shrink_status shrink_outfile_pwrite(shrink_outfile *f, const void *buf, size_t n, uint64_t offset, shrink_error *err);
+shrink_status shrink_outfile_commit(shrink_outfile *f, shrink_error *err);
+void shrink_outfile_abort(shrink_outfile *f);
+/* Async-signal-safe: unlink every temporary file still open (for the programs' SIGINT/SIGTERM handlers). */
+void shrink_outfile_unlink_all(void);
+
 /* Read a whole file (.gz decompressed transparently) into a NUL-terminated buffer. */
 shrink_status shrink_read_text(const char *path, char **out, size_t *n_bytes, shrink_error *err);
 

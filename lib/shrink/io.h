@@ -125,4 +125,23 @@ shrink_status shrink_check_weights(const shrink_model_file *mf, const char *what
  * half-split layout (rows = n_heads*head_dim, cols). Floats only. */
 void shrink_unpermute_rope_rows(const float *src, float *dst, int n_heads, int head_dim, int64_t cols);
 
+/* ---- the shrink container (man/shrink-format.5) ---- */
+/* Writer: declare every tensor first (name, dtype, shape; data ignored), then
+ * put each tensor's bytes once, in any order, then commit. metadata_json is a
+ * JSON object of string values (shrink.version, shrink.config, ...); the
+ * writer adds shrink.crc32. Output is crash-safe (shrink_outfile). */
+typedef struct shrink_container_writer shrink_container_writer;
+shrink_status shrink_container_begin(const char *path, const char *metadata_json, const shrink_tensor *plan, size_t n,
+				     shrink_container_writer **out, shrink_error *err);
+shrink_status shrink_container_put(shrink_container_writer *w, const char *name, const void *data, size_t n_bytes,
+				   shrink_error *err);
+shrink_status shrink_container_commit(shrink_container_writer *w, shrink_error *err); /* frees w */
+void shrink_container_abort(shrink_container_writer *w);                              /* frees w */
+/* Reader: the tensors and metadata of a container already loaded with
+ * shrink_safetensors_load (takes ownership of set and meta). Verifies every
+ * tensor's CRC-32 and builds a SHRINK_QPACKED X.weight for each quantized one. */
+shrink_status shrink_read_container(const char *path, shrink_tensor_set *set, char *meta, shrink_model_file *mf,
+				    shrink_error *err);
+
+
 #endif

@@ -44,6 +44,18 @@ const shrink_kv *shrink_state_kv(const shrink_state *s);
 shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
 			     bool all_logits, shrink_error *err);
 
+/* Layer-wise execution for compression passes (GPTQ, calibration): run one
+ * layer with weights `w` (which may differ from m->layers[layer]) on x
+ * [n, dim] in place, as one sequence at positions 0..n-1 (n <= max_batch of
+ * s; the state's KV for that layer is overwritten). capture, when given, sees
+ * the input of each group of linears: which = 0 q/k/v, 1 o_proj, 2 gate/up,
+ * 3 down_proj, with x [n_tok, width]. */
+/* out [n, dim] = embedding rows of tokens (no bounds check beyond the vocabulary). */
+shrink_status shrink_embed(const shrink_model *m, const int *tokens, int n, float *out, shrink_error *err);
+typedef void (*shrink_capture_fn)(void *user, int layer, int which, const float *x, int n_tok, int width);
+shrink_status shrink_layer_run(const shrink_model *m, shrink_state *s, int layer, const shrink_layer_weights *w,
+			       float *x, int n, shrink_capture_fn capture, void *user, shrink_error *err);
+
 /* Threads for OpenMP and BLAS; results do not depend on it. */
 void shrink_set_threads(int n);
 int shrink_get_threads(void);

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "kv.h"
 #include "quant.h"
+#include "quantize.h"
 #include "model.h"
 #include "tensor.h"
 #include "text.h"

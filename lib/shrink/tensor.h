@@ -34,6 +34,9 @@ typedef enum {
 	SHRINK_Q4_K,
 	SHRINK_Q5_K,
 	SHRINK_Q6_K,
+	/* integer-quantized matrix of the shrink container: data points to a
+	 * shrink_qmatrix (quant.h) whose arrays live in the file's mapping */
+	SHRINK_QPACKED,
 	SHRINK_DTYPE_COUNT
 } shrink_dtype;
 

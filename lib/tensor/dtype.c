@@ -15,7 +15,7 @@ static const struct {
 	[SHRINK_BOOL] = {"BOOL", 1, 1},	  [SHRINK_Q4_0] = {"Q4_0", 32, 18}, [SHRINK_Q4_1] = {"Q4_1", 32, 20},
 	[SHRINK_Q5_0] = {"Q5_0", 32, 22}, [SHRINK_Q5_1] = {"Q5_1", 32, 24}, [SHRINK_Q8_0] = {"Q8_0", 32, 34},
 	[SHRINK_Q2_K] = {"Q2_K", 256, 84}, [SHRINK_Q3_K] = {"Q3_K", 256, 110}, [SHRINK_Q4_K] = {"Q4_K", 256, 144},
-	[SHRINK_Q5_K] = {"Q5_K", 256, 176}, [SHRINK_Q6_K] = {"Q6_K", 256, 210},
+	[SHRINK_Q5_K] = {"Q5_K", 256, 176}, [SHRINK_Q6_K] = {"Q6_K", 256, 210}, [SHRINK_QPACKED] = {"QPACKED", 1, 0},
 };
 
 const char *shrink_dtype_name(shrink_dtype t)
