@@ -12,7 +12,7 @@
 typedef struct {
 	const char *model, *file, *ref, *tokenizer, *kv;
 	long ctx, chunks, threads;
-	bool json, bench;
+	bool json, bench, verify;
 	double max_ppl, max_ppl_ratio, max_kl, min_top1; /* NAN = gate off */
 } options;
 
@@ -29,6 +29,8 @@ _Noreturn static void usage(void)
 	       "      --kv TYPE          KV cache: f32 or f16 (default f32)\n"
 	       "      --json             print one JSON object instead of text\n"
 	       "      --bench            also measure decode speed (tokens/s, one token at a time)\n"
+	       "      --verify           only check MODEL: every tensor's CRC-32 (shrink files), shapes and\n"
+	       "                         types; print a summary and exit (0 intact, 3 damaged)\n"
 	       "      --max-ppl X        gate: fail (exit 1) if perplexity > X\n"
 	       "      --max-ppl-ratio X  gate: fail if perplexity / reference perplexity > X (needs --ref)\n"
 	       "      --max-kl X         gate: fail if mean KL divergence > X (needs --ref)\n"
@@ -46,13 +48,13 @@ _Noreturn static void usage(void)
 
 static void parse(int argc, char **argv, options *o)
 {
-	enum { O_CHUNKS = 256, O_REF, O_TOK, O_KV, O_JSON, O_BENCH, O_MAXPPL, O_MAXRATIO, O_MAXKL, O_MINTOP1, O_PROGRESS };
+	enum { O_CHUNKS = 256, O_REF, O_TOK, O_KV, O_JSON, O_BENCH, O_MAXPPL, O_MAXRATIO, O_MAXKL, O_MINTOP1, O_PROGRESS, O_VERIFY };
 	static const struct option longs[] = {
 		{"file", 1, 0, 'f'},	     {"ctx", 1, 0, 'c'},	      {"chunks", 1, 0, O_CHUNKS}, {"ref", 1, 0, O_REF},
 		{"tokenizer", 1, 0, O_TOK},  {"kv", 1, 0, O_KV},	      {"json", 0, 0, O_JSON},	  {"bench", 0, 0, O_BENCH},
 		{"max-ppl", 1, 0, O_MAXPPL}, {"max-ppl-ratio", 1, 0, O_MAXRATIO}, {"max-kl", 1, 0, O_MAXKL},
 		{"min-top1", 1, 0, O_MINTOP1}, {"threads", 1, 0, 't'},	{"progress", 0, 0, O_PROGRESS},
-		{"quiet", 0, 0, 'q'},	     {"help", 0, 0, 'h'},	      {"version", 0, 0, 'V'},	  {0, 0, 0, 0}};
+		{"verify", 0, 0, O_VERIFY}, {"quiet", 0, 0, 'q'},	     {"help", 0, 0, 'h'},	      {"version", 0, 0, 'V'},	  {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "f:c:t:qhV", longs, NULL)) != -1) {
 		switch (c) {
@@ -64,6 +66,7 @@ static void parse(int argc, char **argv, options *o)
 		case O_KV: o->kv = optarg; break;
 		case O_JSON: o->json = true; break;
 		case O_BENCH: o->bench = true; break;
+		case O_VERIFY: o->verify = true; break;
 		case O_MAXPPL: o->max_ppl = cli_double("--max-ppl", optarg, 0, INFINITY); break;
 		case O_MAXRATIO: o->max_ppl_ratio = cli_double("--max-ppl-ratio", optarg, 0, INFINITY); break;
 		case O_MAXKL: o->max_kl = cli_double("--max-kl", optarg, 0, INFINITY); break;
@@ -82,7 +85,7 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!o->model)
 		cli_usage_error("no model given");
-	if (!o->file)
+	if (!o->file && !o->verify)
 		cli_usage_error("no text given (-f TEXT)");
 	if (!o->ref && (!isnan(o->max_ppl_ratio) || !isnan(o->max_kl) || !isnan(o->min_top1)))
 		cli_usage_error("--max-ppl-ratio, --max-kl and --min-top1 need --ref MODEL");
@@ -183,7 +186,13 @@ int main(int argc, char **argv)
 	options o = {.ctx = 512, .max_ppl = NAN, .max_ppl_ratio = NAN, .max_kl = NAN, .min_top1 = NAN};
 	parse(argc, argv, &o);
 	shrink_set_threads(o.threads ? (int)o.threads : cli_default_threads());
-	shrink_model *m = cli_load_model(o.model, o.tokenizer, true);
+	shrink_model *m = cli_load_model(o.model, o.tokenizer, !o.verify);
+	if (o.verify) {
+		printf("%s: %zu tensors, %lld parameters: intact%s\n", o.model, m->file.weights.n,
+		       (long long)shrink_model_n_params(m), m->file.format == SHRINK_FMT_SHRINK ? " (CRC-32 verified)" : "");
+		shrink_model_free(m);
+		return 0;
+	}
 	shrink_model *ref = o.ref ? cli_load_model(o.ref, o.tokenizer, false) : NULL;
 	size_t n;
 	int *tokens = cli_tokenize_file(m, o.file, true, &n);

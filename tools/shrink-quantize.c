@@ -130,13 +130,38 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("--method gptq needs calibration text (--data FILE)");
 }
 
+/* The recipe records what shapes the output, not where it went or how fast:
+ * output name, threads and progress flags are left out, so the same inputs
+ * give the same bytes whatever those are. */
+static bool recorded(const char *arg)
+{
+	static const char *skip[] = {"-o", "--output", "-t", "--threads", "-q", "--quiet", "--progress", "--json"};
+	for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
+		size_t n = strlen(skip[i]);
+		if (strncmp(arg, skip[i], n) == 0 && (arg[n] == '\0' || arg[n] == '=' || (skip[i][1] != '-' && arg[n])))
+			return false;
+	}
+	return true;
+}
+
+static int takes_value(const char *arg)
+{
+	return (strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0 || strcmp(arg, "-t") == 0 ||
+		strcmp(arg, "--threads") == 0);
+}
+
 static char *recipe(const options *o, int argc, char **argv)
 {
 	cJSON *r = cJSON_CreateObject(), *args = cJSON_AddArrayToObject(r, "arguments");
 	cJSON_AddStringToObject(r, "program", "shrink-quantize");
 	cJSON_AddStringToObject(r, "version", shrink_version());
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
+		if (!recorded(argv[i])) {
+			i += takes_value(argv[i]);
+			continue;
+		}
 		cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
+	}
 	if (o->gptq) {
 		cJSON *c = cJSON_AddObjectToObject(r, "calibration");
 		cJSON_AddStringToObject(c, "data", o->data);
