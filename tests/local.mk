@@ -29,5 +29,5 @@ tests_ref_logits_SOURCES = tests/ref/logits.c
 tests_ref_dump_tensor_SOURCES = tests/ref/dump_tensor.c
 
 TESTS += tests/ref/test_forward.py tests/ref/test_gguf_dequant.py \
-	tests/cli/test_run.sh tests/cli/test_eval.sh tests/cli/test_bad_input.sh tests/cli/test_quantize.sh
+	tests/cli/test_run.sh tests/cli/test_eval.sh tests/cli/test_bad_input.sh tests/cli/test_quantize.sh tests/cli/test_man.sh
 EXTRA_DIST += $(TESTS) tests/ref/reference.py tests/ref/modelgen.py tests/cli/lib.sh tests/cli/make_bad_inputs.py
