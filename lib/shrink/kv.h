@@ -16,6 +16,9 @@ typedef struct {
 	size_t (*n_bytes)(const shrink_kv *kv); /* bytes held for the tokens stored so far */
 	void (*reset)(shrink_kv *kv);
 	void (*free)(shrink_kv *kv);
+	/* optional (NULL when unused): the forward pass has stored this call's tokens in every layer.
+	 * GEAR compresses chunks completed before the first call's end (the prefill) with rank_prefill. */
+	void (*end_forward)(shrink_kv *kv);
 } shrink_kv_ops;
 
 struct shrink_kv {
@@ -27,9 +30,14 @@ struct shrink_kv {
 	const shrink_config *config;
 };
 
-/* spec: "f32" or "f16" (more kinds plug in here). */
+/* spec: "f32", "f16", "kivi[:bits=2,group=64,residual=64]" or
+ * "gear[:bits=2,group=64,buffer=64,rank=4,rank_prefill=RANK,outliers=0.02,iters=3]" (the defaults shown).
+ * bits 2, 3, 4 or 8; residual/buffer: tokens kept in f16 and then compressed together, a multiple of group.
+ * Unknown kinds, parameters or bad values are SHRINK_EUSAGE naming the parameter (lib/kv/kv_spec.c). */
 shrink_status shrink_kv_new(const char *spec, const shrink_config *c, int max_tokens, shrink_kv **out,
 			    shrink_error *err);
 void shrink_kv_free(shrink_kv *kv);
+/* Call after each forward call (calls ops->end_forward when there is one). */
+void shrink_kv_end_forward(shrink_kv *kv);
 
 #endif
