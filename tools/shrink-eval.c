@@ -26,7 +26,8 @@ _Noreturn static void usage(void)
 	       "      --chunks N         evaluate at most N windows (default: all)\n"
 	       "      --ref MODEL        reference model: adds KL divergence, top-1 agreement and delta perplexity\n"
 	       "      --tokenizer FILE   take the tokenizer from FILE (GGUF or tokenizer.json)\n"
-	       "      --kv TYPE          KV cache: f32 or f16 (default f32)\n"
+	       "      --kv SPEC          KV cache: f32 (default), f16, kivi[:bits=2,group=64,residual=64] or\n"
+	       "                         gear[:bits=2,rank=4,outliers=0.02,buffer=64]; compressed as tokens arrive\n"
 	       "      --json             print one JSON object instead of text\n"
 	       "      --bench            also measure decode speed (tokens/s, one token at a time)\n"
 	       "      --verify           only check MODEL: every tensor's CRC-32 (shrink files), shapes and\n"
@@ -121,6 +122,8 @@ static void print_text(const options *o, const shrink_ppl_result *r, size_t n_to
 		       r->kl_max);
 		printf("top-1 agreement: %.3f%%\n", 100 * r->top1);
 	}
+	printf("KV cache: %s, %.1f bytes per token (%.2fx smaller than f16)\n", o->kv ? o->kv : "f32",
+	       r->kv_bytes_per_token, r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
 	printf("prefill speed: %.1f tokens/s\n", r->tokens_per_s);
 	if (o->bench)
 		printf("decode speed: %.1f tokens/s\n", decode_tps);
@@ -138,6 +141,9 @@ static void print_json(const options *o, const shrink_ppl_result *r, size_t n_to
 	cJSON_AddNumberToObject(j, "ppl", r->ppl);
 	cJSON_AddNumberToObject(j, "ppl_err", r->ppl_err);
 	cJSON_AddNumberToObject(j, "prefill_tokens_per_s", r->tokens_per_s);
+	cJSON_AddStringToObject(j, "kv", o->kv ? o->kv : "f32");
+	cJSON_AddNumberToObject(j, "kv_bytes_per_token", r->kv_bytes_per_token);
+	cJSON_AddNumberToObject(j, "kv_ratio_vs_f16", r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
 	if (o->bench)
 		cJSON_AddNumberToObject(j, "decode_tokens_per_s", decode_tps);
 	if (r->has_ref) {

@@ -52,13 +52,13 @@ static void finish(const nll_acc *a, double *ppl, double *err, double *mean)
 	*err = *ppl * sqrt(var > 0 ? var : 0);
 }
 
-static shrink_status runner_new(runner *r, const shrink_model *m, const shrink_ppl_params *p, shrink_error *err)
+static shrink_status runner_new(runner *r, const shrink_model *m, int ctx, const char *kv_spec, shrink_error *err)
 {
 	r->m = m;
 	r->logits = malloc((size_t)EVAL_BATCH * m->config->vocab_size * sizeof(float));
 	if (!r->logits)
 		return shrink_fail(err, SHRINK_EIO, "out of memory for logits");
-	return shrink_state_new(m, p->ctx, EVAL_BATCH, p->kv_spec, &r->s, err);
+	return shrink_state_new(m, ctx, EVAL_BATCH, kv_spec, &r->s, err);
 }
 
 static void runner_free(runner *r)
@@ -118,6 +118,20 @@ static shrink_status eval_window(runner *rm, runner *rr, const int *win, int ctx
 	return SHRINK_OK;
 }
 
+static double kv_bytes(const shrink_state *s)
+{
+	const shrink_kv *kv = shrink_state_kv(s);
+	return (double)kv->ops->n_bytes(kv);
+}
+
+static double f16_bytes_per_token(const shrink_config *c)
+{
+	double b = 0;
+	for (int l = 0; l < c->n_layers; l++)
+		b += 2.0 * 2.0 * c->layers[l].n_kv_heads * c->head_dim;
+	return b;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -172,14 +186,16 @@ shrink_status shrink_eval_perplexity(const shrink_model *m, const shrink_model *
 	if (!win || !sc.lp || !sc.lq || (ref && !sc.kl))
 		st = shrink_fail(err, SHRINK_EIO, "out of memory");
 	if (!st)
-		st = runner_new(&rm, m, p, err);
+		st = runner_new(&rm, m, ctx, p->kv_spec, err);
 	if (!st && ref)
-		st = runner_new(&rr, ref, p, err);
+		st = runner_new(&rr, ref, ctx, NULL, err); /* the reference keeps an exact cache */
 	for (int c = 0; c < n_chunks && !st; c++) {
 		memcpy(win, tokens + (size_t)c * ctx, (size_t)ctx * sizeof *win);
 		if (bos >= 0)
 			win[0] = bos;
 		st = eval_window(&rm, ref ? &rr : NULL, win, ctx, &sc, err);
+		if (!st)
+			r->kv_bytes_per_token = kv_bytes(rm.s) / ctx;
 		if (!st && p->progress)
 			p->progress(p->user, c + 1, n_chunks);
 	}
@@ -189,6 +205,7 @@ shrink_status shrink_eval_perplexity(const shrink_model *m, const shrink_model *
 		finish(&sc.main, &r->ppl, &r->ppl_err, &r->nll_mean);
 		r->seconds = sc.seconds;
 		r->tokens_per_s = sc.seconds > 0 ? (double)n_chunks * ctx / sc.seconds : 0;
+		r->kv_f16_bytes_per_token = f16_bytes_per_token(m->config);
 		if (ref) {
 			double mean;
 			r->has_ref = true;

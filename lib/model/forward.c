@@ -97,6 +97,7 @@ shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *
 	if (logits)
 		logits_out(m, s, n, logits, all_logits);
 	s->pos += n;
+	shrink_kv_end_forward(s->kv);
 	return SHRINK_OK;
 }
 

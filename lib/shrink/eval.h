@@ -18,6 +18,7 @@ typedef struct {
 	size_t n_scored;
 	int n_chunks;
 	double seconds, tokens_per_s;
+	double kv_bytes_per_token, kv_f16_bytes_per_token; /* measured at the end of a window */
 	/* against a reference model (when given) */
 	bool has_ref;
 	double ref_ppl, ref_ppl_err, delta_ppl, ppl_ratio;
