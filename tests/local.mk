@@ -9,7 +9,7 @@ AM_TESTS_ENVIRONMENT = \
 if HAVE_CRITERION
 UNIT_LIBS = $(LDADD) $(CRITERION_LIBS)
 check_PROGRAMS += tests/unit/test_base tests/unit/test_tensor tests/unit/test_io tests/unit/test_text \
-	tests/unit/test_model
+	tests/unit/test_model tests/unit/test_kernels
 tests_unit_test_base_SOURCES = tests/unit/test_base.c
 tests_unit_test_base_LDADD = $(UNIT_LIBS)
 tests_unit_test_tensor_SOURCES = tests/unit/test_tensor.c
@@ -20,7 +20,10 @@ tests_unit_test_text_SOURCES = tests/unit/test_text.c
 tests_unit_test_text_LDADD = $(UNIT_LIBS)
 tests_unit_test_model_SOURCES = tests/unit/test_model.c
 tests_unit_test_model_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/test_base tests/unit/test_tensor tests/unit/test_io tests/unit/test_text tests/unit/test_model
+tests_unit_test_kernels_SOURCES = tests/unit/test_kernels.c
+tests_unit_test_kernels_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_base tests/unit/test_tensor tests/unit/test_io tests/unit/test_text tests/unit/test_model \
+	tests/unit/test_kernels
 endif
 
 # helper that dumps logits for the reference tests

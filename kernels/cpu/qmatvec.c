@@ -13,6 +13,8 @@
 #include "shrink/tensor.h"
 
 #define GEMM_MIN_TOKENS 8
+
+static float zero_of(const shrink_kq *w, int64_t r, int64_t g);
 #define BLOCK_ROWS 128
 #define CHUNK 256
 
@@ -21,7 +23,7 @@ static int have_avx2(void)
 	static int cached = -1;
 	if (cached < 0) {
 		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 	}
 	return cached;
 }
@@ -97,6 +99,80 @@ __attribute__((target("avx2,fma"))) static float dot_q8_avx2(const uint8_t *p, c
 	return r;
 }
 
+/* 32 codes of 4 bits from 16 bytes, as 4 vectors of 8 floats */
+__attribute__((target("avx2,fma"))) static inline void q4_expand(const uint8_t *p, __m256 out[4])
+{
+	const __m128i m = _mm_set1_epi8(0x0f);
+	__m128i b = _mm_loadu_si128((const __m128i *)p);
+	__m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+	__m128i e0 = _mm_unpacklo_epi8(lo, hi), e1 = _mm_unpackhi_epi8(lo, hi);
+	out[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
+	out[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
+	out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
+	out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
+}
+
+/* One row against one token, 4-bit codes, groups a multiple of 32: the
+ * scaled group dots stay in a vector accumulator; the zero-point term
+ * sum_g s*z*sum(x_g) is added once. */
+__attribute__((target("avx2,fma,f16c"))) static float row_q4_avx2(const shrink_kq *w, int64_t r, const float *x,
+								   const float *xsum)
+{
+	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+	const uint16_t *sc = w->scales + r * w->n_groups;
+	__m256 acc = _mm256_setzero_ps();
+	float corr = 0;
+	for (int64_t g = 0; g < w->n_groups; g++) {
+		float s = _cvtsh_ss(sc[g]);
+		const uint8_t *p = row + g * w->group / 2;
+		const float *xg = x + g * w->group;
+		__m256 d0 = _mm256_setzero_ps(), d1 = d0;
+		for (int j = 0; j < w->group; j += 32) {
+			__m256 q[4];
+			q4_expand(p + j / 2, q);
+			d0 = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xg + j), d0);
+			d1 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xg + j + 8), d1);
+			d0 = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xg + j + 16), d0);
+			d1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xg + j + 24), d1);
+		}
+		acc = _mm256_fmadd_ps(_mm256_add_ps(d0, d1), _mm256_set1_ps(s), acc);
+		corr += s * zero_of(w, r, g) * xsum[g];
+	}
+	return hsum(acc) - corr;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float row_q8_avx2(const shrink_kq *w, int64_t r, const float *x,
+								   const float *xsum)
+{
+	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+	const uint16_t *sc = w->scales + r * w->n_groups;
+	__m256 acc = _mm256_setzero_ps();
+	float corr = 0;
+	for (int64_t g = 0; g < w->n_groups; g++) {
+		float s = _cvtsh_ss(sc[g]);
+		const uint8_t *p = row + g * w->group;
+		const float *xg = x + g * w->group;
+		__m256 d0 = _mm256_setzero_ps(), d1 = d0;
+		for (int j = 0; j < w->group; j += 16) {
+			__m128i b = _mm_loadu_si128((const __m128i *)(p + j));
+			d0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), _mm256_loadu_ps(xg + j), d0);
+			d1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8))),
+					     _mm256_loadu_ps(xg + j + 8), d1);
+		}
+		acc = _mm256_fmadd_ps(_mm256_add_ps(d0, d1), _mm256_set1_ps(s), acc);
+		corr += s * zero_of(w, r, g) * xsum[g];
+	}
+	return hsum(acc) - corr;
+}
+
+/* whole groups of 32 (4-bit) or 16 (8-bit) columns, no short last group */
+static int fast_shape(const shrink_kq *w)
+{
+	if (w->cols % w->group)
+		return 0;
+	return (w->bits == 4 && w->group % 32 == 0) || (w->bits == 8 && w->group % 16 == 0);
+}
+
 /* sum over the group's columns [j0, j0+n) of code * x */
 static float group_dot(const shrink_kq *w, const uint8_t *row, int64_t j0, int64_t n, const float *x, int avx)
 {
@@ -122,6 +198,13 @@ static float zero_of(const shrink_kq *w, int64_t r, int64_t g)
 static void row_dots(const shrink_kq *w, int64_t r, const float *x, const float *xsum, int n_tok, float *y, int avx)
 {
 	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+	if (avx && fast_shape(w)) {
+		for (int t = 0; t < n_tok; t++) {
+			const float *xt = x + (size_t)t * w->cols, *st = xsum + (size_t)t * w->n_groups;
+			y[(size_t)t * w->rows + r] = w->bits == 4 ? row_q4_avx2(w, r, xt, st) : row_q8_avx2(w, r, xt, st);
+		}
+		return;
+	}
 	for (int t = 0; t < n_tok; t++) {
 		const float *xt = x + (size_t)t * w->cols, *st = xsum + (size_t)t * w->n_groups;
 		float acc = 0;
@@ -134,8 +217,45 @@ static void row_dots(const shrink_kq *w, int64_t r, const float *x, const float 
 	}
 }
 
+__attribute__((target("avx2,fma,f16c"))) static void dequant_q4_avx2(const shrink_kq *w, int64_t r, float *out)
+{
+	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+	for (int64_t g = 0; g < w->n_groups; g++) {
+		__m256 s = _mm256_set1_ps(_cvtsh_ss(w->scales[r * w->n_groups + g]));
+		__m256 sz = _mm256_mul_ps(s, _mm256_set1_ps(zero_of(w, r, g)));
+		for (int j = 0; j < w->group; j += 32) {
+			int64_t c = g * w->group + j;
+			__m256 q[4];
+			q4_expand(row + c / 2, q);
+			for (int k = 0; k < 4; k++)
+				_mm256_storeu_ps(out + c + 8 * k, _mm256_fmsub_ps(q[k], s, sz));
+		}
+	}
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dequant_q8_avx2(const shrink_kq *w, int64_t r, float *out)
+{
+	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
+	for (int64_t g = 0; g < w->n_groups; g++) {
+		__m256 s = _mm256_set1_ps(_cvtsh_ss(w->scales[r * w->n_groups + g]));
+		__m256 sz = _mm256_mul_ps(s, _mm256_set1_ps(zero_of(w, r, g)));
+		for (int j = 0; j < w->group; j += 8) {
+			int64_t c = g * w->group + j;
+			__m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + c))));
+			_mm256_storeu_ps(out + c, _mm256_fmsub_ps(q, s, sz));
+		}
+	}
+}
+
 void shrink_kernel_dequant_q_row(const shrink_kq *w, int64_t r, float *out)
 {
+	if (have_avx2() && fast_shape(w)) {
+		if (w->bits == 4)
+			dequant_q4_avx2(w, r, out);
+		else
+			dequant_q8_avx2(w, r, out);
+		return;
+	}
 	const uint8_t *row = w->q + (size_t)r * w->row_bytes;
 	uint8_t codes[CHUNK];
 	for (int64_t j0 = 0; j0 < w->cols; j0 += CHUNK) {
