@@ -49,7 +49,7 @@ PY
 expect_rc 1 "--max-ppl gate" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --max-ppl 1.01
 grep -q "gate --max-ppl failed" "$tmp/err" && ok "gate named" || bad "gate message: $(cat "$tmp/err")"
 expect_rc 0 "--max-ppl passes" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --max-ppl 1000
-expect_rc 1 "--min-top1 gate" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --ref "$m" --kv f16 --min-top1 1.0
+expect_rc 1 "--min-top1 gate" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --ref "$m" --kv kivi:bits=2,group=32,residual=32 --min-top1 0.999
 expect_rc 0 "--max-kl passes" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --ref "$m" --max-kl 0.001
 expect_rc 1 "--max-ppl-ratio gate" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --ctx 128 --ref "$m" --kv f16 --max-ppl-ratio 0.5
 expect_rc 2 "--max-kl without --ref" "$bin/shrink-eval" "$m" -f "$tmp/small.txt" --max-kl 1

@@ -8,6 +8,7 @@ data=${SHRINK_DATA:-}
 [ -x "$bin/shrink-run" ] || exit 77
 [ -f "$data/stories260K.gguf" ] || { echo "skip: no test data in '$data'"; exit 77; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+: "${SHRINK_SRC:=$(cd "$(dirname "$0")/../.." && pwd)}"
 fails=0
 ok() { echo "ok: $1"; }
 bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
@@ -30,12 +31,18 @@ grep -qiE '\b(was|little|girl|boy|named|she|he|they)\b' "$tmp/greedy" && ok "sto
 "$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 --threads 2 >"$tmp/t2" 2>/dev/null
 cmp -s "$tmp/t1" "$tmp/t2" && cmp -s "$tmp/t1" "$tmp/greedy" && ok "threads 1 and 2 identical" || bad "output depends on threads"
 
+# llama2.c: the shared stories260K.bin has its matrices scrambled by the in-place transposes of the
+# fork it comes from (see the closing notes), so the comparison uses a standard llama2.c file written
+# from the GGUF's tensors; the shared file must still load and run.
+python3 -c "import sys; sys.path.insert(0, sys.argv[1]); import modelgen; modelgen.gguf_to_llama2c(sys.argv[2], sys.argv[3])" \
+	"$SHRINK_SRC/tests/ref" "$gguf" "$tmp/stories.bin" 2>"$tmp/err" || bad "writing a llama2.c file: $(cat "$tmp/err")"
+"$bin/shrink-run" "$tmp/stories.bin" --tokenizer "$gguf" -p "Once upon a time" -n 32 --temp 0 >"$tmp/bin" 2>"$tmp/err"
+cmp -s "$tmp/bin" "$tmp/greedy" && ok "llama2.c .bin gives the same tokens as the GGUF" ||
+	bad "llama2.c .bin differs: $(cat "$tmp/bin" "$tmp/err")"
+expect_rc 3 "llama2.c without --tokenizer" "$bin/shrink-run" "$tmp/stories.bin" -p hi -n 4
+grep -q "tokenizer" "$tmp/err" && ok "message says tokenizer" || bad "message: $(cat "$tmp/err")"
 if [ -f "$data/stories260K.bin" ]; then
-	"$bin/shrink-run" "$data/stories260K.bin" --tokenizer "$gguf" -p "Once upon a time" -n 32 --temp 0 >"$tmp/bin" 2>"$tmp/err"
-	cmp -s "$tmp/bin" "$tmp/greedy" && ok "llama2.c .bin gives the same tokens as the GGUF" ||
-		bad "llama2.c .bin differs: $(cat "$tmp/bin" "$tmp/err")"
-	expect_rc 3 "llama2.c without --tokenizer" "$bin/shrink-run" "$data/stories260K.bin" -p hi -n 4
-	grep -q "tokenizer" "$tmp/err" && ok "message says tokenizer" || bad "message: $(cat "$tmp/err")"
+	expect_rc 0 "the shared stories260K.bin loads and runs" "$bin/shrink-run" "$data/stories260K.bin" --tokenizer "$gguf" -p hi -n 4 --temp 0
 fi
 
 "$bin/shrink-run" "$gguf" -p "Once upon a time" -n 24 --temp 1 --seed 7 >"$tmp/s1" 2>/dev/null
@@ -44,7 +51,7 @@ fi
 cmp -s "$tmp/s1" "$tmp/s2" && ok "same seed, same text" || bad "same seed gave different text"
 cmp -s "$tmp/s1" "$tmp/s3" && bad "different seeds gave the same text" || ok "different seed, different text"
 
-echo "Once upon a time" | "$bin/shrink-run" "$gguf" -n 8 --temp 0 >"$tmp/stdin" 2>/dev/null
+printf "Once upon a time" | "$bin/shrink-run" "$gguf" -n 8 --temp 0 >"$tmp/stdin" 2>/dev/null
 head -c 40 "$tmp/greedy" >"$tmp/a"; head -c 40 "$tmp/stdin" >"$tmp/b"
 cmp -s "$tmp/a" "$tmp/b" && ok "prompt from stdin" || bad "stdin prompt differs"
 
