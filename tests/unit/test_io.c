@@ -691,7 +691,7 @@ Test(io, safetensors_alone_and_container)
 	stw_add_f32(&w, "x", 2, 2, 0);
 	stw_write(&w, at("ours.safetensors"), "{\"shrink.version\": \"1\"}");
 	expect_fail(shrink_model_file_open(at("ours.safetensors"), NULL, &mf, &err), &err, "ours.safetensors",
-		    "not supported yet");
+		    "shrink.config is missing");
 }
 
 /* ---- llama2.c ---- */
