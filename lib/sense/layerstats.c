@@ -1,9 +1,11 @@
 /* layerstats.c: one forward pass over the calibration windows, layer by layer
  * (all windows through block l before block l+1, as GPTQ does), collecting
  * for every linear layer the per-channel mean of x^2 over its inputs (llama.cpp's
- * imatrix) and, for the proxy, H = 2 X X^T / N (lib/quant's accumulator) and
- * tr(dW H dW^T) = (2/N) ||dW X||_F^2 for each candidate scheme. Only one
- * layer's Hessians are held at a time. The embedding's proxy uses the token
+ * imatrix) and the proxy tr(dW H dW^T) = (2/N) ||dW X||_F^2 for each candidate
+ * scheme, by whichever exact route costs less: with more tokens N than input
+ * channels, through H = 2 X X^T / N (lib/quant's accumulator; rows * cols^2 per
+ * scheme); with fewer, from the inputs X themselves (rows * cols * N). Only one
+ * layer's H or X are held at a time. The embedding's proxy uses the token
  * counts (its input is one-hot: (2/N) sum_t count_t ||dE_t||^2); a tied
  * embedding adds its lm_head term. Also gives the loss at theta.
  * Not here: backward passes, GPTQ (which uses the same H). */
@@ -15,7 +17,8 @@
 #include "sense_impl.h"
 
 #define N_SITES 5
-#define PROXY_ROWS 64
+#define PROXY_ROWS 64      /* rows of dW per product with H */
+#define DIRECT_ROWS 1024   /* rows of dW per product with X */
 
 typedef struct {
 	int layer; /* the layer observed; -1 for the head */
@@ -23,7 +26,9 @@ typedef struct {
 	double *sq[N_SITES];
 	int64_t rows[N_SITES];
 	int width[N_SITES];
-	shrink_hessian H[N_SITES];
+	shrink_hessian H[N_SITES]; /* the proxy through H ... */
+	float *X[N_SITES];         /* ... or from the inputs, (x_cap, width) */
+	int64_t x_cap[N_SITES];
 } layer_acc;
 
 static const shrink_param_kind site_weights[N_SITES][4] = {
@@ -47,22 +52,37 @@ static void observe(void *user, int layer, shrink_site site, const float *x, int
 			for (int c = c0; c < c1; c++)
 				sq[c] += (double)x[(int64_t)t * width + c] * x[(int64_t)t * width + c];
 	}
-	a->rows[site] += n;
-	if (a->proxy)
+	if (a->X[site] && a->rows[site] + n <= a->x_cap[site])
+		memcpy(a->X[site] + a->rows[site] * width, x, (size_t)n * width * sizeof *x);
+	else if (a->H[site].H)
 		shrink_hessian_add(&a->H[site], x, n);
+	a->rows[site] += n;
 }
 
 static void acc_free(layer_acc *a)
 {
 	for (int s = 0; s < N_SITES; s++) {
 		free(a->sq[s]);
+		free(a->X[s]);
 		if (a->H[s].H)
 			shrink_hessian_free(&a->H[s]);
 	}
 	memset(a, 0, sizeof *a);
 }
 
-static shrink_status acc_init(layer_acc *a, const shrink_config *c, int layer, bool proxy, shrink_error *err)
+/* The proxy's store for one site that will see n_rows inputs of its width. */
+static shrink_status proxy_store(layer_acc *a, int s, int64_t n_rows, shrink_error *err)
+{
+	if (n_rows >= a->width[s])
+		return shrink_hessian_init(&a->H[s], a->width[s], err);
+	a->X[s] = malloc((size_t)n_rows * a->width[s] * sizeof *a->X[s]);
+	a->x_cap[s] = n_rows;
+	return a->X[s] ? SHRINK_OK : shrink_fail(err, SHRINK_EIO, "out of memory for activations");
+}
+
+/* n_rows: the tokens each site of the layer will see */
+static shrink_status acc_init(layer_acc *a, const shrink_config *c, int layer, bool proxy, int64_t n_rows,
+			      shrink_error *err)
 {
 	memset(a, 0, sizeof *a);
 	a->layer = layer;
@@ -78,7 +98,7 @@ static shrink_status acc_init(layer_acc *a, const shrink_config *c, int layer, b
 		if (!a->width[s])
 			continue;
 		a->sq[s] = calloc((size_t)a->width[s], sizeof *a->sq[s]);
-		shrink_status st = proxy ? shrink_hessian_init(&a->H[s], a->width[s], err) : SHRINK_OK;
+		shrink_status st = proxy ? proxy_store(a, s, n_rows, err) : SHRINK_OK;
 		if (!st && !a->sq[s])
 			st = shrink_fail(err, SHRINK_EIO, "out of memory for activation statistics");
 		if (st) {
@@ -106,20 +126,47 @@ static double proxy_trace(const float *w, const float *wq, int64_t rows, int64_t
 	return total;
 }
 
-static shrink_status weight_proxy(sense_run *r, const shrink_param *p, const double *H, shrink_tensor_sense *ts,
-				  shrink_error *err)
+/* (2/N) ||X dW^T||_F^2 for dW = wq - w (rows, cols) and X (n, cols), DIRECT_ROWS rows at a time;
+ * d: DIRECT_ROWS * cols floats, y: n * DIRECT_ROWS floats. */
+static double proxy_direct(const float *w, const float *wq, int64_t rows, int64_t cols, const float *X, int64_t n,
+			   float *d, float *y)
+{
+	double total = 0;
+	for (int64_t r0 = 0; r0 < rows; r0 += DIRECT_ROWS) {
+		int64_t nr = rows - r0 < DIRECT_ROWS ? rows - r0 : DIRECT_ROWS;
+		for (int64_t i = 0; i < nr * cols; i++)
+			d[i] = wq[r0 * cols + i] - w[r0 * cols + i];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr, (int)cols, 1.0f, X, (int)cols, d,
+			    (int)cols, 0.0f, y, (int)nr);
+		for (int64_t i = 0; i < n * nr; i++)
+			total += (double)y[i] * y[i];
+	}
+	return 2.0 * total / (double)n;
+}
+
+static double proxy_of(const layer_acc *a, int site, const float *w, const float *wq, const shrink_param *p,
+		       void *s1, void *s2)
+{
+	if (a->X[site])
+		return proxy_direct(w, wq, p->rows, p->cols, a->X[site], a->rows[site], s1, s2);
+	return proxy_trace(w, wq, p->rows, p->cols, a->H[site].H, s1, s2);
+}
+
+static shrink_status weight_proxy(sense_run *r, const shrink_param *p, const layer_acc *a, int site,
+				  shrink_tensor_sense *ts, shrink_error *err)
 {
 	const float *w = r->theta + p->offset;
+	size_t n1 = a->X[site] ? (size_t)DIRECT_ROWS * p->cols * sizeof(float) : (size_t)PROXY_ROWS * p->cols * 8;
+	size_t n2 = a->X[site] ? (size_t)a->rows[site] * DIRECT_ROWS * sizeof(float) : n1;
 	float *wq = malloc((size_t)p->numel * sizeof *wq);
-	double *d = malloc((size_t)PROXY_ROWS * p->cols * sizeof *d),
-	       *m = malloc((size_t)PROXY_ROWS * p->cols * sizeof *m);
-	shrink_status st = !wq || !d || !m ? shrink_fail(err, SHRINK_EIO, "out of memory for the proxy") : SHRINK_OK;
+	void *s1 = malloc(n1), *s2 = malloc(n2);
+	shrink_status st = !wq || !s1 || !s2 ? shrink_fail(err, SHRINK_EIO, "out of memory for the proxy") : SHRINK_OK;
 	for (int b = 0; !st && b < r->p->n_bits; b++) {
 		shrink_qscheme s = sense_scheme(r->p, b);
 		if (!(st = sense_qdq(w, p->rows, p->cols, &s, wq, err)))
-			ts->schemes[b].proxy += proxy_trace(w, wq, p->rows, p->cols, H, d, m);
+			ts->schemes[b].proxy += proxy_of(a, site, w, wq, p, s1, s2);
 	}
-	free(wq), free(d), free(m);
+	free(wq), free(s1), free(s2);
 	return st ? shrink_fail_prefix(err, "tensor '%s': ", p->name) : SHRINK_OK;
 }
 
@@ -135,7 +182,7 @@ static shrink_status finish_site(sense_run *r, layer_acc *a, int site, shrink_er
 			ts->act_sq_mean[c] = (float)(a->sq[site][c] / (double)a->rows[site]);
 		ts->act_width = a->width[site];
 		ts->act_rows = a->rows[site];
-		shrink_status st = a->proxy ? weight_proxy(r, p, a->H[site].H, ts, err) : SHRINK_OK;
+		shrink_status st = a->proxy ? weight_proxy(r, p, a, site, ts, err) : SHRINK_OK;
 		if (st)
 			return st;
 	}
@@ -187,7 +234,8 @@ static shrink_status run_layers(sense_run *r, float *x_all, layer_acc *a, shrink
 					err);
 	for (int l = 0; !st && l <= c->n_layers; l++) {
 		int layer = l < c->n_layers ? l : -1;
-		if ((st = acc_init(a, c, layer, p->hessian != SHRINK_HESSIAN_NONE, err)))
+		int64_t rows = (int64_t)p->n_samples * (layer >= 0 ? p->ctx : p->ctx - 1);
+		if ((st = acc_init(a, c, layer, p->hessian != SHRINK_HESSIAN_NONE, rows, err)))
 			break;
 		double loss_sum = 0, loss = 0;
 		for (int s = 0; !st && s < p->n_samples; s++) {

@@ -460,26 +460,89 @@ Test(calibrate, fields_and_formulas)
 }
 
 typedef struct {
-	double *H; /* 32 x 32 */
+	shrink_site site;
+	int width;
+	double *H; /* width x width: sum x x^T */
+	double *sq;
 	int64_t rows;
-	double sq[32];
 } input_acc;
 
-static void collect_attn_in(void *user, int layer, shrink_site site, const float *x, int n, int width)
+static void collect(void *user, int layer, shrink_site site, const float *x, int n, int width)
 {
 	input_acc *a = user;
-	if (layer != 0 || site != SHRINK_SITE_ATTN_IN)
+	if (layer != 0 || site != a->site)
 		return;
 	for (int t = 0; t < n; t++)
-		for (int i = 0; i < 32; i++) {
-			a->sq[i] += (double)x[t * 32 + i] * x[t * 32 + i];
-			for (int j = 0; j < 32; j++)
-				a->H[i * 32 + j] += (double)x[t * 32 + i] * x[t * 32 + j];
+		for (int i = 0; i < width; i++) {
+			a->sq[i] += (double)x[t * width + i] * x[t * width + i];
+			for (int j = 0; j < width; j++)
+				a->H[i * width + j] += (double)x[t * width + i] * x[t * width + j];
 		}
 	a->rows += n;
 }
 
-/* layer 0 q_proj: proxy = (2/N) sum_n ||dW x_n||^2 and imatrix = mean x^2, recomputed here */
+/* (2/N) sum_n ||dW x_n||^2 for the RTN error dW of w (rows, a->width) */
+static double direct_proxy(const float *w, int64_t rows, const input_acc *a, const shrink_qscheme *s)
+{
+	shrink_error err = {0};
+	int cols = a->width, groups = (int)shrink_qscheme_groups(s, cols);
+	uint8_t *qw = malloc((size_t)rows * shrink_qrow_bytes(s->bits, cols));
+	uint16_t *scales = malloc((size_t)rows * groups * 2);
+	float *dq = malloc((size_t)cols * 4);
+	cr_assert_eq(shrink_quantize_rtn(w, rows, cols, s, false, qw, scales, NULL, &err), SHRINK_OK);
+	shrink_qmatrix qm = {*s, rows, cols, qw, scales, NULL};
+	double want = 0;
+	for (int64_t r = 0; r < rows; r++) {
+		shrink_qmatrix_row(&qm, r, dq);
+		for (int i = 0; i < cols; i++)
+			for (int j = 0; j < cols; j++)
+				want += (dq[i] - w[r * cols + i]) * a->H[i * cols + j] * (dq[j] - w[r * cols + j]);
+	}
+	free(qw), free(scales), free(dq);
+	return want * 2.0 / a->rows;
+}
+
+/* Layer 0: q_proj (32 input channels, 36 tokens: the proxy goes through H) and down_proj
+ * (48 channels: from the inputs themselves) against (2/N) sum_n ||dW x_n||^2 computed here,
+ * and their activation mean squares. */
+static void check_site(const shrink_calibration *c, const shrink_calib_params *p, shrink_site site,
+		       shrink_param_kind kind, int width)
+{
+	shrink_model *m = tiny_model();
+	shrink_error err = {0};
+	shrink_param_layout lay;
+	shrink_train *t;
+	cr_assert_eq(shrink_param_layout_init(m, &lay, &err), SHRINK_OK);
+	float *theta = malloc((size_t)lay.n_params * 4), x[12 * 32];
+	cr_assert_eq(shrink_param_gather(&lay, theta, &err), SHRINK_OK);
+	cr_assert_eq(shrink_train_new(&lay, 12, false, &t, &err), SHRINK_OK);
+	input_acc a = {site, width, calloc((size_t)width * width, sizeof(double)), calloc((size_t)width, 8), 0};
+	shrink_train_observe(t, collect, &a);
+	int text[TEXT], win[3 * 12];
+	text_tokens(text);
+	cr_assert_eq(shrink_calib_windows(text, TEXT, 3, 12, 1, p->seed, win, &err), SHRINK_OK);
+	for (int s = 0; s < 3; s++) {
+		cr_assert_eq(shrink_train_embed(t, theta, win + s * 12, 12, x, &err), SHRINK_OK);
+		cr_assert_eq(shrink_train_block(t, theta, 0, x, 12, &err), SHRINK_OK);
+	}
+	const shrink_param *q = shrink_param_get(&lay, kind, 0);
+	const shrink_tensor_sense *ts = &c->tensors[q - lay.params];
+	cr_assert(isnan(ts->trace), "no traces in proxy mode");
+	cr_assert_eq(ts->act_rows, a.rows);
+	for (int i = 0; i < width; i++)
+		cr_assert(fabs(ts->act_sq_mean[i] - a.sq[i] / a.rows) <= 1e-5 * a.sq[i] / a.rows);
+	for (int b = 0; b < p->n_bits; b++) {
+		shrink_qscheme s = {p->bits[b], p->group_size, true};
+		double want = direct_proxy(theta + q->offset, q->rows, &a, &s);
+		cr_assert(fabs(ts->schemes[b].proxy - want) <= 1e-5 * want, "%s, %d bits: proxy %.9g, direct %.9g",
+			  q->name, p->bits[b], ts->schemes[b].proxy, want);
+	}
+	free(a.H), free(a.sq), free(theta);
+	shrink_train_free(t);
+	shrink_param_layout_free(&lay);
+	free_model(m);
+}
+
 Test(calibrate, proxy_and_imatrix_against_direct_sums)
 {
 	shrink_model *m = tiny_model();
@@ -489,51 +552,8 @@ Test(calibrate, proxy_and_imatrix_against_direct_sums)
 	p.measure_kl = false;
 	shrink_calibration c;
 	free(calibrate_json(m, &p, &c));
-	shrink_error err = {0};
-	shrink_param_layout lay;
-	shrink_train *t;
-	cr_assert_eq(shrink_param_layout_init(m, &lay, &err), SHRINK_OK);
-	float *theta = malloc((size_t)lay.n_params * 4), x[12 * 32];
-	cr_assert_eq(shrink_param_gather(&lay, theta, &err), SHRINK_OK);
-	cr_assert_eq(shrink_train_new(&lay, 12, false, &t, &err), SHRINK_OK);
-	input_acc a = {calloc(32 * 32, sizeof(double)), 0, {0}};
-	shrink_train_observe(t, collect_attn_in, &a);
-	int text[TEXT], win[3 * 12];
-	text_tokens(text);
-	cr_assert_eq(shrink_calib_windows(text, TEXT, 3, 12, 1, p.seed, win, &err), SHRINK_OK);
-	for (int s = 0; s < 3; s++) {
-		cr_assert_eq(shrink_train_embed(t, theta, win + s * 12, 12, x, &err), SHRINK_OK);
-		cr_assert_eq(shrink_train_block(t, theta, 0, x, 12, &err), SHRINK_OK);
-	}
-	const shrink_param *q = shrink_param_get(&lay, SHRINK_PARAM_WQ, 0);
-	const shrink_tensor_sense *ts = &c.tensors[q - lay.params];
-	cr_assert(isnan(ts->trace), "no traces in proxy mode");
-	cr_assert_eq(ts->act_rows, a.rows);
-	for (int i = 0; i < 32; i++)
-		cr_assert(fabs(ts->act_sq_mean[i] - a.sq[i] / a.rows) <= 1e-5 * a.sq[i] / a.rows);
-	for (int b = 0; b < 3; b++) {
-		shrink_qscheme s = {p.bits[b], p.group_size, true};
-		uint8_t qw[32 * 32];
-		uint16_t scales[32 * 2];
-		float dq[32];
-		cr_assert_eq(shrink_quantize_rtn(theta + q->offset, 32, 32, &s, false, qw, scales, NULL, &err),
-			     SHRINK_OK);
-		shrink_qmatrix qm = {s, 32, 32, qw, scales, NULL};
-		double want = 0;
-		for (int r = 0; r < 32; r++) {
-			shrink_qmatrix_row(&qm, r, dq);
-			for (int i = 0; i < 32; i++)
-				for (int j = 0; j < 32; j++)
-					want += (dq[i] - theta[q->offset + r * 32 + i]) * a.H[i * 32 + j] *
-						(dq[j] - theta[q->offset + r * 32 + j]);
-		}
-		want *= 2.0 / a.rows;
-		cr_assert(fabs(ts->schemes[b].proxy - want) <= 1e-6 * want, "%d bits: proxy %.9g, direct %.9g",
-			  p.bits[b], ts->schemes[b].proxy, want);
-	}
-	free(a.H), free(theta);
-	shrink_train_free(t);
-	shrink_param_layout_free(&lay);
+	check_site(&c, &p, SHRINK_SITE_ATTN_IN, SHRINK_PARAM_WQ, 32);
+	check_site(&c, &p, SHRINK_SITE_FFN_MID, SHRINK_PARAM_DOWN, 48);
 	shrink_calibration_free(&c);
 	free_model(m);
 }
