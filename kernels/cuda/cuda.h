@@ -1,10 +1,169 @@
-/* cuda.h: host-callable entry points of kernels/cuda (built with --enable-cuda). */
+/* cuda.h: host-callable entry points of kernels/cuda (built with --enable-cuda).
+ *
+ * What is here: the op set of a Llama forward pass over device memory, for one
+ * sequence: weight-only quantized linear layers (2/3/4/5/6/8-bit codes with f16
+ * group scales and optional zero points, as stored in the shrink container),
+ * an int8 x int8 linear (W8A8), dense linear through cuBLAS, embedding,
+ * RMSNorm, RoPE, SwiGLU, residual add, attention over an f16 KV cache, argmax.
+ *
+ * What is not: no model, no graph, no allocation inside an op (every op runs
+ * inside CUDA graph capture), no batching of several sequences, no error
+ * record (ops return a status; shrink_cuda_ctx_message says what failed).
+ *
+ * Conventions. Pointers named x, y, q, k, v, out are device memory. A linear
+ * layer's weight is W [rows = N out features, cols = K in features] (Hugging
+ * Face order) and computes y[t, n] = sum_k x[t, k] W[n, k] for n_tok tokens;
+ * activations are row-major [n_tok, features] in f16 or bf16, accumulation
+ * is float. Device buffers passed to ops must be 16-byte aligned. Every op is
+ * asynchronous on the context's stream and returns SHRINK_OK, SHRINK_EUSAGE
+ * (bad arguments, or a workspace too small for what was asked) or SHRINK_EIO
+ * (a CUDA/cuBLAS failure: out of memory, no device, launch failure). */
 #ifndef SHRINK_KERNELS_CUDA_H
 #define SHRINK_KERNELS_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct CUstream_st *shrink_cuda_stream; /* the same type as cudaStream_t */
+
+typedef enum { SHRINK_CUDA_F16 = 0, SHRINK_CUDA_BF16 = 1, SHRINK_CUDA_F32 = 2 } shrink_cuda_dtype;
+
 int shrink_cuda_device_count(void);
+
+/* A context: device, stream, cuBLAS handle, SM count and one workspace that
+ * ops use for split-K partials, padded copies and dequantized weights. */
+typedef struct shrink_cuda_ctx shrink_cuda_ctx;
+
+shrink_status shrink_cuda_ctx_create(int device, shrink_cuda_stream stream, shrink_cuda_ctx **out);
+void shrink_cuda_ctx_destroy(shrink_cuda_ctx *ctx);
+/* Grow the workspace to at least n_bytes (synchronises; never call during capture). */
+shrink_status shrink_cuda_ctx_reserve(shrink_cuda_ctx *ctx, size_t n_bytes);
+const char *shrink_cuda_ctx_message(const shrink_cuda_ctx *ctx); /* the last failure, "" if none */
+int shrink_cuda_ctx_sm_count(const shrink_cuda_ctx *ctx);
+
+/* ---- weight-only quantized linear (W2..W8, A16) ---------------------------------------- */
+
+/* A quantized weight repacked for the kernels (layout: kernels/cuda/qlayout.cuh). */
+typedef struct {
+	int bits;       /* 2, 3, 4, 5, 6 or 8 */
+	int group_size; /* power of two >= 16, or 0: one group per row */
+	bool symmetric;
+	int64_t rows, cols;        /* N, K */
+	int64_t row_tiles;         /* ceil(N / 16) */
+	int64_t k_tiles;           /* ceil(K / 64) */
+	int64_t n_groups;          /* groups per row over the padded K */
+	void *qw;                  /* row_tiles * k_tiles tiles of 128 * bits bytes */
+	uint32_t *scales;          /* [row_tiles][n_groups][8] f16 pairs (row r, row r + 8) */
+	uint32_t *zeros;           /* same shape, zero points as u16 pairs; NULL when symmetric */
+	int *counters;             /* row_tiles split-K arrival counters, kept at 0 between calls */
+} shrink_cuda_qweight;
+
+/* Repack a quantized matrix in the container's layout (lib/shrink/quant.h: per
+ * row, element j in bits [j*b, (j+1)*b) of a little-endian bit stream; f16
+ * scales [rows][ceil(cols/g)]; u8 zeros likewise when asymmetric) from host
+ * memory into device memory. zeros must be NULL when symmetric. */
+shrink_status shrink_cuda_qweight_upload(shrink_cuda_ctx *ctx, int bits, int group_size, bool symmetric, int64_t rows,
+					 int64_t cols, const uint8_t *qweight, const uint16_t *scales,
+					 const uint8_t *zeros, shrink_cuda_qweight *out);
+void shrink_cuda_qweight_free(shrink_cuda_qweight *w);
+/* Bytes the kernels stream per call: codes, scales and zero points as repacked. */
+size_t shrink_cuda_qweight_bytes(const shrink_cuda_qweight *w);
+
+typedef enum {
+	SHRINK_CUDA_QPATH_AUTO = 0,
+	SHRINK_CUDA_QPATH_GEMV,   /* weights staged through shared memory (cp.async), n_tok <= 32 */
+	SHRINK_CUDA_QPATH_GEMM,   /* tiled tensor-core GEMM, any n_tok */
+	SHRINK_CUDA_QPATH_CUBLAS, /* dequantize into the workspace, then cuBLAS */
+	SHRINK_CUDA_QPATH_GEMV_REG, /* GEMV version streaming weights into registers, n_tok <= 32 */
+} shrink_cuda_qpath;
+
+/* y [n_tok, rows] = x [n_tok, cols] W^T. dt: SHRINK_CUDA_F16 or SHRINK_CUDA_BF16. */
+shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
+				  const void *x, int64_t n_tok, void *y);
+/* The same with the path and the split-K factor forced (split_k 0: chosen), for tests and benchmarks. */
+shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
+				       const void *x, int64_t n_tok, void *y, shrink_cuda_qpath path, int split_k);
+/* Workspace bytes that let shrink_cuda_qlinear use its best path for up to max_tok tokens
+ * (allow_cublas: include the dequantized copy that the cuBLAS path needs). */
+size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_tok, bool allow_cublas);
+/* out [rows, cols] (dt) = the dequantized weight. */
+shrink_status shrink_cuda_qweight_dequant(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
+					  void *out);
+
+/* ---- W8A8: int8 weights (per-channel scale) x int8 activations (per-token scale) -------- */
+
+typedef struct {
+	int64_t rows, cols;          /* N, K */
+	int64_t rows_pad, cols_pad;  /* N rounded up to 128, K rounded up to 128 */
+	int8_t *q;                   /* [rows_pad][cols_pad], zero padded */
+	float *scales;               /* [rows_pad] */
+	int *counters;
+} shrink_cuda_w8;
+
+/* From the container's 8-bit symmetric scheme with one group per row (group_size 0):
+ * qweight [rows][cols] codes (w = scale * (q - 128)), scales [rows] f16. */
+shrink_status shrink_cuda_w8_upload(shrink_cuda_ctx *ctx, int64_t rows, int64_t cols, const uint8_t *qweight,
+				    const uint16_t *scales, shrink_cuda_w8 *out);
+void shrink_cuda_w8_free(shrink_cuda_w8 *w);
+/* xq [n_tok][cols_pad] int8 = round(x / s) with s[t] = max|x[t,:]| / 127 (s = 0 for a zero row);
+ * columns cols..cols_pad-1 are written as 0. */
+shrink_status shrink_cuda_quantize_i8(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *x, int64_t n_tok,
+				      int64_t cols, int64_t cols_pad, int8_t *xq, float *x_scales);
+/* y [n_tok, rows] = x_scales[t] * scales[n] * sum_k xq[t, k] q[n, k] */
+shrink_status shrink_cuda_w8a8_linear(shrink_cuda_ctx *ctx, const shrink_cuda_w8 *w, const int8_t *xq,
+				      const float *x_scales, int64_t n_tok, shrink_cuda_dtype dt, void *y);
+
+/* ---- dense linear (float weights) through cuBLAS ---------------------------------------- */
+
+/* y [n_tok, rows] = x [n_tok, cols] W^T, W [rows, cols] in dt. */
+shrink_status shrink_cuda_linear_dense(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *w, int64_t rows,
+				       int64_t cols, const void *x, int64_t n_tok, void *y);
+
+/* ---- the rest of the forward pass -------------------------------------------------------- */
+
+/* out [n_tok, dim] = table [vocab, dim] rows ids[t] (device int32); an id outside [0, vocab) gives a zero row. */
+shrink_status shrink_cuda_embed(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *table, int64_t vocab,
+				int64_t dim, const int32_t *ids, int64_t n_tok, void *out);
+/* out = weight * (x / sqrt(mean(x^2) + eps)), per row of dim; the normalised row is rounded to dt
+ * before the product (as Hugging Face does). out may be x. */
+shrink_status shrink_cuda_rmsnorm(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *x, const void *weight,
+				  int64_t n_tok, int64_t dim, float eps, void *out);
+/* In place on q [n_tok, n_heads, head_dim] and k [n_tok, n_kv_heads, head_dim] (k may be NULL):
+ * Hugging Face half-split rotation, pairs (i, i + head_dim/2), angle (pos0 + t) * inv_freq[i]
+ * computed in float; inv_freq: device float [head_dim / 2] (Llama-3 scaling already applied). */
+shrink_status shrink_cuda_rope(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, void *q, void *k, int64_t n_tok,
+			       int n_heads, int n_kv_heads, int head_dim, const float *inv_freq, int64_t pos0);
+/* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
+shrink_status shrink_cuda_swiglu(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *gate, const void *up,
+				 int64_t n, void *out);
+/* out[i] = a[i] + b[i]; out may alias a or b. */
+shrink_status shrink_cuda_add(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *a, const void *b, int64_t n,
+			      void *out);
+/* out[t] = the index of the largest logits[t, :] (the first one on ties; NaN never wins). dt may be F32. */
+shrink_status shrink_cuda_argmax(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *logits, int64_t n_tok,
+				 int64_t vocab, int32_t *out);
+
+/* KV cache of one layer: k_cache, v_cache [capacity][n_kv_heads * head_dim] f16 (token-major).
+ * Store n_tok rows of k and v (dt, [n_tok][kv_dim]) at positions pos0.. */
+shrink_status shrink_cuda_kv_store(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *k, const void *v,
+				   int64_t n_tok, int64_t kv_dim, uint16_t *k_cache, uint16_t *v_cache, int64_t pos0);
+/* Causal grouped-query attention of n_tok queries at positions pos0..pos0+n_tok-1 over the cache
+ * (which must already hold positions 0..pos0+n_tok-1): out [n_tok, n_heads, head_dim] (dt),
+ * q [n_tok, n_heads, head_dim] (dt); query head h reads KV head h / (n_heads / n_kv_heads).
+ * head_dim: a multiple of 8 up to 256. Decode is n_tok = 1; prefill is pos0 = 0. */
+shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q, int64_t n_tok,
+				    int64_t pos0, int n_heads, int n_kv_heads, int head_dim, const uint16_t *k_cache,
+				    const uint16_t *v_cache, float scale, void *out);
+/* Workspace bytes for attention split over the keys (decode); without it attention runs unsplit. */
+size_t shrink_cuda_attention_workspace(int64_t n_tok, int n_heads, int head_dim, int64_t n_keys);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,236 @@
+// common.cuh: what every kernels/cuda source shares: the context, status
+// helpers, f16/bf16 traits, tensor-core (mma.sync) and cp.async wrappers,
+// block reductions. Internal to kernels/cuda; callers use cuda.h.
+// Deliberately no templates over architectures: everything targets sm_90.
+#ifndef SHRINK_CUDA_COMMON_CUH
+#define SHRINK_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <type_traits>
+#include <utility>
+
+#include "cuda/cuda.h"
+
+struct shrink_cuda_ctx {
+	int device;
+	cudaStream_t stream;
+	cublasHandle_t cublas;
+	int n_sms;
+	void *workspace;
+	size_t workspace_bytes;
+	void *cublas_ws;
+	char message[256];
+};
+
+// Record a failure in the context and return its status.
+shrink_status shrink_cuda_fail(shrink_cuda_ctx *ctx, shrink_status code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+// SHRINK_OK, or SHRINK_EIO with the CUDA error named (what: the call).
+shrink_status shrink_cuda_check(shrink_cuda_ctx *ctx, cudaError_t e, const char *what);
+// After a launch: the launch error, if any.
+static inline shrink_status shrink_cuda_launched(shrink_cuda_ctx *ctx, const char *what)
+{
+	return shrink_cuda_check(ctx, cudaGetLastError(), what);
+}
+
+static inline int64_t ceil_div64(int64_t a, int64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+// ---- element types -------------------------------------------------------------------------
+
+template <typename T> struct dtype_traits;
+template <> struct dtype_traits<__half> {
+	typedef __half2 T2;
+	static __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+	static __device__ __forceinline__ __half from_f(float v) { return __float2half_rn(v); }
+	static __device__ __forceinline__ T2 pack(float a, float b) { return __floats2half2_rn(a, b); }
+	static __device__ __forceinline__ float2 unpack(T2 v) { return __half22float2(v); }
+};
+template <> struct dtype_traits<__nv_bfloat16> {
+	typedef __nv_bfloat162 T2;
+	static __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+	static __device__ __forceinline__ __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
+	static __device__ __forceinline__ T2 pack(float a, float b) { return __floats2bfloat162_rn(a, b); }
+	static __device__ __forceinline__ float2 unpack(T2 v) { return __bfloat1622float2(v); }
+};
+
+static __device__ __forceinline__ uint32_t as_u32(__half2 v)
+{
+	return *reinterpret_cast<uint32_t *>(&v);
+}
+static __device__ __forceinline__ uint32_t as_u32(__nv_bfloat162 v)
+{
+	return *reinterpret_cast<uint32_t *>(&v);
+}
+template <typename T2> static __device__ __forceinline__ T2 from_u32(uint32_t v)
+{
+	return *reinterpret_cast<T2 *>(&v);
+}
+
+// Compile-time loop: f(std::integral_constant<int, I>()) for I in [B, E).
+template <int B, int E, typename F> __device__ __forceinline__ void static_for(F &&f)
+{
+	if constexpr (B < E) {
+		f(std::integral_constant<int, B>());
+		static_for<B + 1, E>(f);
+	}
+}
+
+// ---- tensor cores ---------------------------------------------------------------------------
+
+// d += a (16x16, row) * b (16x8, col), f32 accumulate.
+template <typename T> __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+								uint32_t b1);
+template <> __device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+							      uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+		     "{%0,%1,%2,%3};\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
+								     uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+		     "{%0,%1,%2,%3};\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// d += a (16x32 s8, row) * b (32x8 s8, col), s32 accumulate.
+__device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+		     "{%0,%1,%2,%3};\n"
+		     : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_addr)
+{
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(smem_addr));
+}
+
+// (a & b) | c in one LOP3 (the compiler splits it in two when b and c are both immediates).
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c)
+{
+	uint32_t d;
+	asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+	return d;
+}
+
+// ---- asynchronous copies --------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+	return (uint32_t)__cvta_generic_to_shared(p);
+}
+// 16 bytes global -> shared; src_bytes 0 writes zeros (and reads nothing).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+	// (src_bytes is 16 or 0)
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+	asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Shared-memory loads by 32-bit shared address (keeps address arithmetic to one add).
+__device__ __forceinline__ uint4 lds128(uint32_t addr)
+{
+	uint4 v;
+	asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+		     : "r"(addr)
+		     : "memory");
+	return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t addr)
+{
+	uint2 v;
+	asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
+	return v;
+}
+__device__ __forceinline__ uint32_t lds32(uint32_t addr)
+{
+	uint32_t v;
+	asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+	return v;
+}
+
+// 16-byte global load that does not allocate in L1 (streamed weights).
+__device__ __forceinline__ uint4 ld_stream16(const void *p)
+{
+	uint4 v;
+	asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+		     : "l"(p));
+	return v;
+}
+__device__ __forceinline__ uint2 ld_stream8(const void *p)
+{
+	uint2 v;
+	asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
+	return v;
+}
+__device__ __forceinline__ uint32_t ld_stream4(const void *p)
+{
+	uint32_t v;
+	asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
+	return v;
+}
+
+// ---- reductions -----------------------------------------------------------------------------
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+__device__ __forceinline__ float warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v, float *scratch32)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		scratch32[warp] = v;
+	__syncthreads();
+	v = lane < n_warps ? scratch32[lane] : 0.0f;
+	return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *scratch32)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+	v = warp_max(v);
+	__syncthreads();
+	if (lane == 0)
+		scratch32[warp] = v;
+	__syncthreads();
+	v = lane < n_warps ? scratch32[lane] : -INFINITY;
+	return warp_max(v);
+}
+
+#endif

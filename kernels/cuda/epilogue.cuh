@@ -1,0 +1,103 @@
+// epilogue.cuh: the store at the end of the tiled GEMMs (qgemm.cu, w8a8.cu):
+// a CTA tile of 128 output rows x BM tokens held by 8 warps laid out 4 (rows)
+// x 2 (tokens), each with acc[2 row tiles][BM/16 n8 tiles][4] in mma C-fragment
+// order. Without split-K the tile is staged through shared memory and stored
+// with 16-byte writes along the output rows; with split-K the float partial
+// goes to the workspace and the last CTA to arrive (atomic counter, reset
+// after use) adds the partials in split order: results never depend on timing.
+// Deliberately not here: scaling (the caller folds scales into acc first).
+#ifndef SHRINK_CUDA_EPILOGUE_CUH
+#define SHRINK_CUDA_EPILOGUE_CUH
+
+#include "common.cuh"
+
+struct tile_out {
+	void *y;       // [M][N]
+	int M, N;
+	int m0, row0;  // first token and row of this tile
+	int splits, split;
+	float *ws;     // splits > 1: [tile][split][BM][128]
+	int *counters; // splits > 1: one per tile
+	int tile;
+};
+
+// smem: at least BM * 136 * sizeof(T) bytes, no longer in use by the main loop.
+template <typename T, int BM>
+__device__ __forceinline__ void store_tile(const float (&acc)[2][BM / 16][4], uint8_t *smem, const tile_out &o)
+{
+	constexpr int NT = BM / 16, CS = 128 + 8;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const int wn = warp & 3, wm = warp >> 2;
+	T *y = static_cast<T *>(o.y);
+	if (o.splits == 1) {
+		T *cs = reinterpret_cast<T *>(smem);
+#pragma unroll
+		for (int i = 0; i < 2; i++)
+#pragma unroll
+			for (int j = 0; j < NT; j++)
+#pragma unroll
+				for (int c = 0; c < 4; c++) {
+					const int r = (2 * wn + i) * 16 + g + 8 * (c >> 1);
+					const int m = wm * (BM / 2) + 8 * j + 2 * t + (c & 1);
+					cs[m * CS + r] = dtype_traits<T>::from_f(acc[i][j][c]);
+				}
+		__syncthreads();
+		const bool vec = (o.N & 7) == 0;
+		for (int c = threadIdx.x; c < BM * 16; c += blockDim.x) {
+			const int m = c >> 4, r = (c & 15) * 8;
+			if (o.m0 + m >= o.M || o.row0 + r >= o.N)
+				continue;
+			T *dst = y + (size_t)(o.m0 + m) * o.N + o.row0 + r;
+			if (vec) {
+				*reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(cs + m * CS + r);
+			} else {
+				for (int e = 0; e < 8 && o.row0 + r + e < o.N; e++)
+					dst[e] = cs[m * CS + r + e];
+			}
+		}
+		return;
+	}
+	float *part = o.ws + ((size_t)o.tile * o.splits + o.split) * BM * 128;
+#pragma unroll
+	for (int i = 0; i < 2; i++)
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int c = 0; c < 4; c++) {
+				const int r = (2 * wn + i) * 16 + g + 8 * (c >> 1);
+				const int m = wm * (BM / 2) + 8 * j + 2 * t + (c & 1);
+				part[m * 128 + r] = acc[i][j][c];
+			}
+	__threadfence();
+	__syncthreads();
+	int *is_last = reinterpret_cast<int *>(smem);
+	if (threadIdx.x == 0)
+		*is_last = atomicAdd(&o.counters[o.tile], 1) == o.splits - 1;
+	__syncthreads();
+	if (!*is_last)
+		return;
+	// 4 consecutive rows per thread and step, independent loads (no aliasing with y)
+	const float *__restrict__ all = o.ws + (size_t)o.tile * o.splits * BM * 128;
+	T *__restrict__ out = y;
+#pragma unroll 4
+	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4) {
+		float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+		for (int sp = 0; sp < o.splits; sp++) {
+			const float4 p = __ldcg(reinterpret_cast<const float4 *>(all + (size_t)sp * BM * 128 + e));
+			v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+		}
+		const int m = e >> 7, r = e & 127;
+		if (o.m0 + m >= o.M)
+			continue;
+		T *dst = out + (size_t)(o.m0 + m) * o.N + o.row0 + r;
+		const float vs[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+		for (int k = 0; k < 4; k++)
+			if (o.row0 + r + k < o.N)
+				dst[k] = dtype_traits<T>::from_f(vs[k]);
+	}
+	if (threadIdx.x == 0)
+		o.counters[o.tile] = 0;
+}
+
+#endif

@@ -1,0 +1,50 @@
+// qkernels.cuh: launchers of the quantized-linear kernels, shared between
+// their sources (qgemv.cu, qgemm.cu, qpack.cu) and the dispatcher (qlinear.cu).
+// Internal to kernels/cuda. The launchers check nothing the dispatcher checked.
+#ifndef SHRINK_CUDA_QKERNELS_CUH
+#define SHRINK_CUDA_QKERNELS_CUH
+
+#include "common.cuh"
+
+// One call of a quantized linear: y [M][N] = x [M][ldx >= k_tiles * 64, zero beyond K] W^T.
+struct qcall {
+	const shrink_cuda_qweight *w;
+	shrink_cuda_dtype dt;
+	const void *x;
+	int64_t ldx;
+	int M;
+	void *y;
+	int splits; // split-K factor (1: none)
+	float *ws;  // split-K partials (NULL when splits == 1)
+};
+
+// log2 of the group size in columns; 31 for one group per row.
+static inline int qgroup_shift(const shrink_cuda_qweight *w)
+{
+	if (w->group_size == 0)
+		return 31;
+	int s = 0;
+	while ((1 << s) < w->group_size)
+		s++;
+	return s;
+}
+
+// GEMV (M <= 32): how a call is cut (qgemv.cu decides; qlinear.cu lays out the workspace).
+struct qgemv_plan_t {
+	int64_t ctas;     // CTAs along the rows
+	int splits, kt_per_split, tpw, slot_bytes, smem;
+	size_t ws_floats; // split-K partials
+};
+qgemv_plan_t qgemv_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
+shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
+// The register-streaming version (qgemv_reg.cu); uses ctas, splits, kt_per_split, ws_floats.
+qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
+shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
+// Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block.
+shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
+size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits);
+int qgemm_block_tokens(int M);
+// out [N][K] (dt) = dequantized weight.
+shrink_status qdequant_launch(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt, void *out);
+
+#endif

@@ -1,0 +1,198 @@
+// qlinear.cu: the quantized linear layer's entry point: checks the call, picks
+// a path (GEMV for <= 16 tokens, the tiled GEMM up to kCublasMinTokens, then
+// dequantize + cuBLAS when the workspace holds the dense copy; the register
+// GEMV version only when asked for) and a split-K
+// factor that gives the GPU enough CTAs, lays out the workspace, and launches.
+// Also the dense (float weight) linear through cuBLAS.
+// Deliberately not here: kernels (qgemv.cu, qgemm.cu, qpack.cu).
+#include <string.h>
+
+#include "qkernels.cuh"
+
+namespace {
+
+// From this many tokens on, a dense copy + cuBLAS (tensor-core wgmma kernels) beats our mma.sync GEMM.
+constexpr int kCublasMinTokens = 1024;
+constexpr int kGemvMaxTokens = 16;
+constexpr int kMaxSplits = 16;
+constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
+
+size_t align256(size_t n)
+{
+	return (n + 255) & ~(size_t)255;
+}
+
+struct qplan {
+	shrink_cuda_qpath path;
+	int splits;
+	qgemv_plan_t gemv;
+	size_t pad_bytes, part_bytes, dense_bytes;
+	size_t total() const { return align256(pad_bytes) + align256(part_bytes) + align256(dense_bytes); }
+};
+
+// Split K until the grid gives each SM about two CTAs (the GEMM keeps two resident).
+int auto_splits(int64_t ctas, int64_t k_tiles, int64_t min_tiles_per_split, int n_sms)
+{
+	int splits = 1;
+	while (splits < kMaxSplits && ctas * splits * 2 <= 2 * (int64_t)n_sms &&
+	       k_tiles / (splits * 2) >= min_tiles_per_split)
+		splits *= 2;
+	return splits;
+}
+
+shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
+{
+	if (path != SHRINK_CUDA_QPATH_AUTO)
+		return path;
+	// measured on the H100: the GEMV wins up to 16 tokens, the tiled GEMM from 32 on
+	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV
+	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
+}
+
+qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpath path, int split_k)
+{
+	qplan p;
+	memset(&p, 0, sizeof p);
+	p.path = resolve_path(path, M);
+	p.splits = 1;
+	if (w->cols % 64 != 0 && p.path != SHRINK_CUDA_QPATH_CUBLAS)
+		p.pad_bytes = (size_t)M * w->k_tiles * 64 * 2;
+	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
+		p.dense_bytes = (size_t)w->rows * w->cols * 2;
+	} else if (p.path == SHRINK_CUDA_QPATH_GEMV || p.path == SHRINK_CUDA_QPATH_GEMV_REG) {
+		p.gemv = p.path == SHRINK_CUDA_QPATH_GEMV ? qgemv_plan(w, M, n_sms, split_k)
+							  : qgemv_reg_plan(w, M, n_sms, split_k);
+		p.splits = p.gemv.splits;
+		p.part_bytes = p.gemv.ws_floats * 4;
+	} else {
+		const int64_t tiles = ceil_div64(w->row_tiles, 8) * ceil_div64(M, qgemm_block_tokens(M));
+		p.splits = split_k > 0 ? split_k : auto_splits(tiles, w->k_tiles, 4, n_sms);
+		if (tiles > w->row_tiles)
+			p.splits = 1; // one counter per row tile bounds the tiles that can be split
+		p.part_bytes = qgemm_ws_floats(w, M, p.splits) * 4;
+	}
+	return p;
+}
+
+__global__ void pad_rows_kernel(const uint16_t *x, int64_t K, int64_t Kp, int64_t M, uint16_t *out)
+{
+	const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+	if (i >= M * Kp)
+		return;
+	const int64_t m = i / Kp, k = i % Kp;
+	out[i] = k < K ? x[m * K + k] : (uint16_t)0;
+}
+
+cudaDataType_t cuda_type(shrink_cuda_dtype dt)
+{
+	return dt == SHRINK_CUDA_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *w, int64_t N, int64_t K,
+			  const void *x, int64_t M, void *y)
+{
+	const float alpha = 1.0f, beta = 0.0f;
+	cublasStatus_t s = cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, w,
+					cuda_type(dt), (int)K, x, cuda_type(dt), (int)K, &beta, y, cuda_type(dt), (int)N,
+					CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	if (s != CUBLAS_STATUS_SUCCESS)
+		return shrink_cuda_fail(ctx, SHRINK_EIO, "cublasGemmEx failed (status %d)", (int)s);
+	return SHRINK_OK;
+}
+
+} // namespace
+
+extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_tok, bool allow_cublas)
+{
+	size_t need = 0;
+	for (int64_t M = 1; M <= max_tok && M <= 2 * kCublasMinTokens; M = M < 32 ? M + 1 : 2 * M) {
+		static const shrink_cuda_qpath paths[] = {SHRINK_CUDA_QPATH_GEMV, SHRINK_CUDA_QPATH_GEMV_REG,
+							  SHRINK_CUDA_QPATH_GEMM};
+		for (int pi = 0; pi < 3; pi++) {
+			if (pi < 2 && M > 32)
+				continue;
+			qplan p = make_plan(w, (int)M, kMaxSms, paths[pi], 0);
+			need = p.total() > need ? p.total() : need;
+		}
+	}
+	if (w->cols % 64)
+		need += align256((size_t)max_tok * w->k_tiles * 64 * 2);
+	if (allow_cublas && max_tok >= kCublasMinTokens)
+		need = need > align256((size_t)w->rows * w->cols * 2) ? need : align256((size_t)w->rows * w->cols * 2);
+	return need;
+}
+
+extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,
+						  shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *y,
+						  shrink_cuda_qpath path, int split_k)
+{
+	if (dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: activations must be f16 or bf16");
+	if (n_tok < 0 || n_tok > (1 << 24) || !w || !w->qw || (n_tok > 0 && (!x || !y)))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: bad arguments");
+	if (((uintptr_t)x & 15) || ((uintptr_t)y & 15))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: buffers must be 16-byte aligned");
+	if (n_tok == 0)
+		return SHRINK_OK;
+	const int M = (int)n_tok;
+	if ((path == SHRINK_CUDA_QPATH_GEMV || path == SHRINK_CUDA_QPATH_GEMV_REG) && M > 32)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: the GEMV path takes at most 32 tokens");
+	if (split_k < 0 || split_k > 64)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: split_k %d out of range", split_k);
+	qplan p = make_plan(w, M, ctx->n_sms, path, split_k);
+	if (p.total() > ctx->workspace_bytes && path == SHRINK_CUDA_QPATH_AUTO) {
+		// fall back to what fits: no dense copy, then no split
+		p = make_plan(w, M, ctx->n_sms, M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV : SHRINK_CUDA_QPATH_GEMM, 0);
+		if (p.total() > ctx->workspace_bytes)
+			p = make_plan(w, M, ctx->n_sms, p.path, 1);
+	}
+	if (p.total() > ctx->workspace_bytes)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: workspace of %zu bytes, %zu needed",
+					ctx->workspace_bytes, p.total());
+	uint8_t *ws = static_cast<uint8_t *>(ctx->workspace);
+	void *pad = ws;
+	float *part = reinterpret_cast<float *>(ws + align256(p.pad_bytes));
+	void *dense = ws + align256(p.pad_bytes) + align256(p.part_bytes);
+
+	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
+		shrink_status st = qdequant_launch(ctx, w, dt, dense);
+		if (st != SHRINK_OK)
+			return st;
+		return gemm_cublas(ctx, dt, dense, w->rows, w->cols, x, M, y);
+	}
+	qcall c;
+	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
+	c.ws = p.splits > 1 ? part : NULL;
+	if (p.pad_bytes) {
+		const int64_t Kp = w->k_tiles * 64;
+		pad_rows_kernel<<<(unsigned)ceil_div64(M * Kp, 256), 256, 0, ctx->stream>>>(
+			static_cast<const uint16_t *>(x), w->cols, Kp, M, static_cast<uint16_t *>(pad));
+		shrink_status st = shrink_cuda_launched(ctx, "qlinear pad");
+		if (st != SHRINK_OK)
+			return st;
+		c.x = pad, c.ldx = Kp;
+	}
+	if (p.path == SHRINK_CUDA_QPATH_GEMV)
+		return qgemv_launch(ctx, &c, &p.gemv);
+	if (p.path == SHRINK_CUDA_QPATH_GEMV_REG)
+		return qgemv_reg_launch(ctx, &c, &p.gemv);
+	return qgemm_launch(ctx, &c);
+}
+
+extern "C" shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,
+					     shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *y)
+{
+	return shrink_cuda_qlinear_path(ctx, w, dt, x, n_tok, y, SHRINK_CUDA_QPATH_AUTO, 0);
+}
+
+extern "C" shrink_status shrink_cuda_linear_dense(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *w,
+						  int64_t rows, int64_t cols, const void *x, int64_t n_tok, void *y)
+{
+	if (dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "linear_dense: activations must be f16 or bf16");
+	if (rows < 1 || cols < 1 || n_tok < 0 || rows > INT32_MAX || cols > INT32_MAX || n_tok > INT32_MAX)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "linear_dense: bad shape");
+	if (n_tok == 0)
+		return SHRINK_OK;
+	return gemm_cublas(ctx, dt, w, rows, cols, x, n_tok, y);
+}

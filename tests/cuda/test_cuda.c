@@ -1,0 +1,573 @@
+/* test_cuda.c: every kernel of kernels/cuda against a float64 CPU reference
+ * (cuda_ref.c) on random inputs of many shapes, odd ones included: quantized
+ * linear at every bit width, symmetric and asymmetric, every group size, f16
+ * and bf16, through each path (GEMV, tiled GEMM, dequantize + cuBLAS) with and
+ * without split-K; the dequantizer; W8A8; embedding, RMSNorm, RoPE, SwiGLU,
+ * add, argmax, KV store, attention (decode, prefill, chunked prefill, GQA).
+ * Outputs are poisoned with NaN before each run and followed by a guard that
+ * must stay untouched; errors are ||out - ref|| / ||ref||.
+ *   test_cuda [--quick] [--seed N]     (--quick: small shapes, for compute-sanitizer)
+ * Exit: 0 all passed, 1 a check failed, 77 no CUDA device (skip).
+ * Deliberately no timing (tests/bench/bench_cuda.c does that). */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda.h"
+#include "cuda_ref.h"
+
+#define GUARD 256
+#define TOL_F16 2e-3
+#define TOL_BF16 1e-2
+
+static int n_pass, n_fail;
+static shrink_cuda_ctx *ctx;
+static bool quick;
+
+static void die_cuda(cudaError_t e, const char *what)
+{
+	fprintf(stderr, "test_cuda: %s: %s\n", what, cudaGetErrorString(e));
+	exit(1);
+}
+#define CK(call)                                                                                                       \
+	do {                                                                                                           \
+		cudaError_t e_ = (call);                                                                               \
+		if (e_ != cudaSuccess)                                                                                 \
+			die_cuda(e_, #call);                                                                           \
+	} while (0)
+
+/* A device buffer of n_bytes followed by GUARD bytes, all set to 0xff (NaN for f16/bf16/f32). */
+static void *dev_poisoned(size_t n_bytes)
+{
+	void *p;
+	CK(cudaMalloc(&p, n_bytes + GUARD));
+	CK(cudaMemset(p, 0xff, n_bytes + GUARD));
+	return p;
+}
+
+static void *dev_upload(const void *h, size_t n_bytes)
+{
+	void *p;
+	CK(cudaMalloc(&p, n_bytes + GUARD));
+	CK(cudaMemset(p, 0xff, n_bytes + GUARD));
+	CK(cudaMemcpy(p, h, n_bytes, cudaMemcpyHostToDevice));
+	return p;
+}
+
+/* Copy back n_bytes; false if the guard after them was written. */
+static bool dev_download(void *h, const void *d, size_t n_bytes)
+{
+	unsigned char guard[GUARD];
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(h, d, n_bytes, cudaMemcpyDeviceToHost));
+	CK(cudaMemcpy(guard, (const char *)d + n_bytes, GUARD, cudaMemcpyDeviceToHost));
+	for (int i = 0; i < GUARD; i++)
+		if (guard[i] != 0xff)
+			return false;
+	return true;
+}
+
+static void report(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("%s ", ok ? "ok  " : "FAIL");
+	vprintf(fmt, ap);
+	printf("\n");
+	va_end(ap);
+	fflush(stdout);
+	if (ok)
+		n_pass++;
+	else
+		n_fail++;
+}
+
+static bool status_ok(shrink_status st, const char *what)
+{
+	if (st == SHRINK_OK)
+		return true;
+	report(false, "%s: status %d: %s", what, (int)st, shrink_cuda_ctx_message(ctx));
+	return false;
+}
+
+static const char *dt_name(int dt)
+{
+	return dt == 0 ? "f16" : dt == 1 ? "bf16" : "f32";
+}
+
+static double tol(int dt)
+{
+	return dt == 0 ? TOL_F16 : TOL_BF16;
+}
+
+static uint16_t *random_half(int dt, size_t n, double sd, ref_rng *rng)
+{
+	uint16_t *v = malloc(n * 2);
+	for (size_t i = 0; i < n; i++)
+		v[i] = ref_to_half(dt, (float)(sd * ref_normal(rng)));
+	return v;
+}
+
+/* ---- quantized linear ------------------------------------------------------------------ */
+
+static const char *path_name(shrink_cuda_qpath p)
+{
+	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
+					     : p == SHRINK_CUDA_QPATH_CUBLAS ? "cublas"
+					     : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg" : "auto";
+}
+
+static void check_qlinear(const ref_qmatrix *m, const shrink_cuda_qweight *w, int dt, int64_t M,
+			  shrink_cuda_qpath path, int split, ref_rng *rng)
+{
+	uint16_t *x = random_half(dt, (size_t)M * m->cols, 1.0, rng);
+	double *ref = malloc((size_t)M * m->rows * sizeof(double));
+	uint16_t *y = malloc((size_t)M * m->rows * 2);
+	ref_qlinear(m, dt, x, M, ref);
+	void *dx = dev_upload(x, (size_t)M * m->cols * 2);
+	void *dy = dev_poisoned((size_t)M * m->rows * 2);
+	shrink_status st = shrink_cuda_qlinear_path(ctx, w, (shrink_cuda_dtype)dt, dx, M, dy, path, split);
+	if (status_ok(st, "qlinear")) {
+		bool guard = dev_download(y, dy, (size_t)M * m->rows * 2);
+		double err = ref_rel_err_half(dt, y, ref, (size_t)M * m->rows);
+		report(guard && err <= tol(dt), "qlinear b%d %s g%d %s N=%lld K=%lld M=%lld %s split=%d err=%.2e%s",
+		       m->bits, m->symmetric ? "sym" : "asym", m->group_size, dt_name(dt), (long long)m->rows,
+		       (long long)m->cols, (long long)M, path_name(path), split, err, guard ? "" : " GUARD WRITTEN");
+	}
+	cudaFree(dx);
+	cudaFree(dy);
+	free(x);
+	free(ref);
+	free(y);
+}
+
+static void check_dequant(const ref_qmatrix *m, const shrink_cuda_qweight *w, int dt)
+{
+	size_t n = (size_t)m->rows * m->cols;
+	void *d = dev_poisoned(n * 2);
+	uint16_t *out = malloc(n * 2);
+	if (status_ok(shrink_cuda_qweight_dequant(ctx, w, (shrink_cuda_dtype)dt, d), "dequant")) {
+		bool guard = dev_download(out, d, n * 2);
+		size_t bad = 0;
+		for (int64_t r = 0; r < m->rows; r++)
+			for (int64_t c = 0; c < m->cols; c++) {
+				uint16_t want = ref_to_half(dt, (float)ref_qmatrix_weight(m, r, c));
+				if (out[r * m->cols + c] != want)
+					bad++;
+			}
+		report(guard && bad == 0, "dequant b%d %s g%d %s N=%lld K=%lld mismatches=%zu%s", m->bits,
+		       m->symmetric ? "sym" : "asym", m->group_size, dt_name(dt), (long long)m->rows,
+		       (long long)m->cols, bad, guard ? "" : " GUARD WRITTEN");
+	}
+	cudaFree(d);
+	free(out);
+}
+
+static void test_qlinear(ref_rng *rng)
+{
+	static const int bits_list[] = {2, 3, 4, 5, 6, 8};
+	static const int groups[] = {128, 0, 16, 32, 64, 256};
+	static const int64_t shapes[][2] = {{16, 64}, {37, 100}, {128, 256}, {200, 1000},
+					    {1030, 520}, {96, 4096}, {64, 2048}};
+	struct {
+		shrink_cuda_qpath path;
+		int M, split;
+	} cases[] = {
+		{SHRINK_CUDA_QPATH_GEMV, 1, 0},   {SHRINK_CUDA_QPATH_GEMV, 5, 3},   {SHRINK_CUDA_QPATH_GEMV, 16, 1},
+		{SHRINK_CUDA_QPATH_GEMV, 29, 0},  {SHRINK_CUDA_QPATH_GEMM, 33, 0},  {SHRINK_CUDA_QPATH_GEMM, 100, 2},
+		{SHRINK_CUDA_QPATH_GEMM, 130, 1}, {SHRINK_CUDA_QPATH_CUBLAS, 17, 0}, {SHRINK_CUDA_QPATH_AUTO, 8, 0},
+		{SHRINK_CUDA_QPATH_GEMV, 3, 0},   {SHRINK_CUDA_QPATH_GEMV, 12, 0},  {SHRINK_CUDA_QPATH_GEMV, 1, 0},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 1, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 6, 3},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 20, 0},
+	};
+	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
+	int cfg = 0;
+	for (int bi = 0; bi < 6; bi++)
+		for (int sym = 1; sym >= 0; sym--)
+			for (int dt = 0; dt < 2; dt++, cfg++)
+				for (int j = 0; j < n_cases; j++) {
+					if (quick && j % 3 != cfg % 3)
+						continue;
+					const int g = groups[(cfg * 5 + j) % 6];
+					const int64_t *sh = shapes[(cfg + j) % n_shapes];
+					ref_qmatrix m;
+					ref_qmatrix_random(&m, bits_list[bi], g, sym, sh[0], sh[1], rng);
+					shrink_cuda_qweight w;
+					if (status_ok(shrink_cuda_qweight_upload(ctx, m.bits, g, sym, m.rows, m.cols,
+										 m.packed, m.scales, m.zeros, &w),
+						      "qweight_upload")) {
+						check_qlinear(&m, &w, dt, cases[j].M, cases[j].path, cases[j].split, rng);
+						if (j == 0)
+							check_dequant(&m, &w, dt);
+						shrink_cuda_qweight_free(&w);
+					}
+					ref_qmatrix_free(&m);
+				}
+	if (quick)
+		return;
+	/* real layer shape, decode and a GEMM batch, 4-bit g128 */
+	for (int dt = 0; dt < 2; dt++) {
+		ref_qmatrix m;
+		ref_qmatrix_random(&m, 4, 128, true, 4096, 4096, rng);
+		shrink_cuda_qweight w;
+		if (status_ok(shrink_cuda_qweight_upload(ctx, 4, 128, true, m.rows, m.cols, m.packed, m.scales, NULL,
+							 &w),
+			      "qweight_upload")) {
+			check_qlinear(&m, &w, dt, 1, SHRINK_CUDA_QPATH_AUTO, 0, rng);
+			check_qlinear(&m, &w, dt, 64, SHRINK_CUDA_QPATH_AUTO, 0, rng);
+			shrink_cuda_qweight_free(&w);
+		}
+		ref_qmatrix_free(&m);
+	}
+}
+
+/* ---- W8A8 -------------------------------------------------------------------------------- */
+
+static void test_w8a8(ref_rng *rng)
+{
+	static const int64_t shapes[][3] = {{37, 100, 1}, {128, 256, 64}, {200, 1000, 7}, {300, 520, 130},
+					    {1024, 4096, 16}, {64, 128, 300}};
+	const int n_shapes = quick ? 3 : 6;
+	for (int si = 0; si < n_shapes; si++)
+		for (int dt = 0; dt < 2; dt++) {
+			const int64_t N = shapes[si][0], K = shapes[si][1], M = shapes[si][2];
+			ref_qmatrix m;
+			ref_qmatrix_random(&m, 8, 0, true, N, K, rng);
+			shrink_cuda_w8 w;
+			if (!status_ok(shrink_cuda_w8_upload(ctx, N, K, m.packed, m.scales, &w), "w8_upload")) {
+				ref_qmatrix_free(&m);
+				continue;
+			}
+			uint16_t *x = random_half(dt, (size_t)M * K, 1.0, rng);
+			void *dx = dev_upload(x, (size_t)M * K * 2);
+			int8_t *dxq = dev_poisoned((size_t)M * w.cols_pad);
+			float *dsx = dev_poisoned((size_t)M * 4);
+			void *dy = dev_poisoned((size_t)M * N * 2);
+			int8_t *xq = malloc((size_t)M * w.cols_pad);
+			float *sx = malloc((size_t)M * 4);
+			uint16_t *y = malloc((size_t)M * N * 2);
+			double *ref = malloc((size_t)M * N * sizeof(double));
+			if (status_ok(shrink_cuda_quantize_i8(ctx, (shrink_cuda_dtype)dt, dx, M, K, w.cols_pad, dxq, dsx),
+				      "quantize_i8")) {
+				bool guard = dev_download(xq, dxq, (size_t)M * w.cols_pad) && dev_download(sx, dsx, M * 4);
+				size_t bad = 0;
+				for (int64_t t = 0; t < M; t++) {
+					double amax = 0.0;
+					for (int64_t k = 0; k < K; k++)
+						amax = fmax(amax, fabs(ref_from_half(dt, x[t * K + k])));
+					if (fabs(sx[t] - amax / 127.0) > 1e-6 * amax)
+						bad++;
+					for (int64_t k = 0; k < w.cols_pad; k++) {
+						double want = k < K && amax > 0 ? ref_from_half(dt, x[t * K + k]) * 127.0 / amax : 0;
+						if (fabs(xq[t * w.cols_pad + k] - want) > 0.5 + 1e-3)
+							bad++;
+					}
+				}
+				report(guard && bad == 0, "quantize_i8 %s M=%lld K=%lld bad=%zu%s", dt_name(dt), (long long)M,
+				       (long long)K, bad, guard ? "" : " GUARD WRITTEN");
+			}
+			if (status_ok(shrink_cuda_w8a8_linear(ctx, &w, dxq, dsx, M, (shrink_cuda_dtype)dt, dy), "w8a8")) {
+				bool guard = dev_download(y, dy, (size_t)M * N * 2);
+				for (int64_t t = 0; t < M; t++)
+					for (int64_t n = 0; n < N; n++) {
+						double acc = 0.0;
+						for (int64_t k = 0; k < K; k++)
+							acc += (double)xq[t * w.cols_pad + k] * ((int)m.codes[n * K + k] - 128);
+						ref[t * N + n] = acc * sx[t] * ref_f16_to_f32(m.scales[n]);
+					}
+				double err = ref_rel_err_half(dt, y, ref, (size_t)M * N);
+				report(guard && err <= tol(dt), "w8a8 %s N=%lld K=%lld M=%lld err=%.2e%s", dt_name(dt),
+				       (long long)N, (long long)K, (long long)M, err, guard ? "" : " GUARD WRITTEN");
+			}
+			cudaFree(dx), cudaFree(dxq), cudaFree(dsx), cudaFree(dy);
+			free(x), free(xq), free(sx), free(y), free(ref);
+			shrink_cuda_w8_free(&w);
+			ref_qmatrix_free(&m);
+		}
+}
+
+/* ---- element-wise and row ops --------------------------------------------------------------- */
+
+static void test_embed(ref_rng *rng)
+{
+	static const int64_t dims[] = {64, 100};
+	for (int dt = 0; dt < 2; dt++)
+		for (int di = 0; di < 2; di++) {
+			const int64_t V = 1000, D = dims[di], T = 9;
+			uint16_t *table = random_half(dt, (size_t)V * D, 1.0, rng);
+			int32_t ids[9];
+			for (int t = 0; t < T; t++)
+				ids[t] = (int32_t)(ref_next(rng) % V);
+			ids[4] = (int32_t)V; /* out of range: a zero row */
+			ids[6] = -1;
+			void *dtab = dev_upload(table, (size_t)V * D * 2);
+			void *dids = dev_upload(ids, sizeof ids);
+			void *dout = dev_poisoned((size_t)T * D * 2);
+			uint16_t *out = malloc((size_t)T * D * 2);
+			if (status_ok(shrink_cuda_embed(ctx, (shrink_cuda_dtype)dt, dtab, V, D, dids, T, dout), "embed")) {
+				bool guard = dev_download(out, dout, (size_t)T * D * 2);
+				size_t bad = 0;
+				for (int t = 0; t < T; t++)
+					for (int64_t i = 0; i < D; i++) {
+						uint16_t want = (ids[t] < 0 || ids[t] >= V) ? 0 : table[ids[t] * D + i];
+						bad += out[t * D + i] != want;
+					}
+				report(guard && bad == 0, "embed %s D=%lld bad=%zu", dt_name(dt), (long long)D, bad);
+			}
+			cudaFree(dtab), cudaFree(dids), cudaFree(dout);
+			free(table), free(out);
+		}
+}
+
+static void test_rmsnorm(ref_rng *rng)
+{
+	static const int64_t dims[] = {64, 100, 4096, 5000};
+	for (int dt = 0; dt < 2; dt++)
+		for (int di = 0; di < 4; di++)
+			for (int64_t T = 1; T <= 7; T += 6) {
+				const int64_t D = dims[di];
+				uint16_t *x = random_half(dt, (size_t)T * D, 3.0, rng);
+				uint16_t *w = random_half(dt, (size_t)D, 1.0, rng);
+				double *ref = malloc((size_t)T * D * sizeof(double));
+				uint16_t *out = malloc((size_t)T * D * 2);
+				ref_rmsnorm(dt, x, w, T, D, 1e-5f, ref);
+				void *dx = dev_upload(x, (size_t)T * D * 2), *dw = dev_upload(w, (size_t)D * 2);
+				void *dout = dev_poisoned((size_t)T * D * 2);
+				if (status_ok(shrink_cuda_rmsnorm(ctx, (shrink_cuda_dtype)dt, dx, dw, T, D, 1e-5f, dout),
+					      "rmsnorm")) {
+					bool guard = dev_download(out, dout, (size_t)T * D * 2);
+					double err = ref_rel_err_half(dt, out, ref, (size_t)T * D);
+					report(guard && err <= tol(dt), "rmsnorm %s T=%lld D=%lld err=%.2e", dt_name(dt),
+					       (long long)T, (long long)D, err);
+				}
+				cudaFree(dx), cudaFree(dw), cudaFree(dout);
+				free(x), free(w), free(ref), free(out);
+			}
+}
+
+static void test_rope(ref_rng *rng)
+{
+	static const int hds[] = {64, 128};
+	static const int64_t pos[] = {0, 1000};
+	for (int dt = 0; dt < 2; dt++)
+		for (int hi = 0; hi < 2; hi++)
+			for (int pi = 0; pi < 2; pi++) {
+				const int hd = hds[hi], H = 8, KV = 2;
+				const int64_t T = 5, p0 = pos[pi];
+				float inv[64];
+				for (int i = 0; i < hd / 2; i++)
+					inv[i] = (float)pow(500000.0, -2.0 * i / hd);
+				uint16_t *q = random_half(dt, (size_t)T * H * hd, 1.0, rng);
+				uint16_t *k = random_half(dt, (size_t)T * KV * hd, 1.0, rng);
+				double *rq = malloc((size_t)T * H * hd * sizeof(double));
+				double *rk = malloc((size_t)T * KV * hd * sizeof(double));
+				ref_rope(dt, q, T, H, hd, inv, p0, rq);
+				ref_rope(dt, k, T, KV, hd, inv, p0, rk);
+				void *dq = dev_upload(q, (size_t)T * H * hd * 2), *dk = dev_upload(k, (size_t)T * KV * hd * 2);
+				void *dinv = dev_upload(inv, (size_t)hd / 2 * 4);
+				if (status_ok(shrink_cuda_rope(ctx, (shrink_cuda_dtype)dt, dq, dk, T, H, KV, hd, dinv, p0),
+					      "rope")) {
+					bool guard = dev_download(q, dq, (size_t)T * H * hd * 2) &&
+						     dev_download(k, dk, (size_t)T * KV * hd * 2);
+					double eq = ref_rel_err_half(dt, q, rq, (size_t)T * H * hd);
+					double ek = ref_rel_err_half(dt, k, rk, (size_t)T * KV * hd);
+					report(guard && eq <= tol(dt) && ek <= tol(dt),
+					       "rope %s hd=%d pos0=%lld err q %.2e k %.2e", dt_name(dt), hd, (long long)p0,
+					       eq, ek);
+				}
+				cudaFree(dq), cudaFree(dk), cudaFree(dinv);
+				free(q), free(k), free(rq), free(rk);
+			}
+}
+
+static void test_elementwise(ref_rng *rng)
+{
+	static const int64_t ns[] = {1, 1000, 12345};
+	for (int dt = 0; dt < 2; dt++)
+		for (int ni = 0; ni < 3; ni++) {
+			const int64_t n = ns[ni];
+			uint16_t *a = random_half(dt, (size_t)n, 2.0, rng), *b = random_half(dt, (size_t)n, 2.0, rng);
+			double *rs = malloc((size_t)n * sizeof(double)), *ra = malloc((size_t)n * sizeof(double));
+			for (int64_t i = 0; i < n; i++) {
+				double g = ref_from_half(dt, a[i]), u = ref_from_half(dt, b[i]);
+				rs[i] = g / (1.0 + exp(-g)) * u;
+				ra[i] = g + u;
+			}
+			void *da = dev_upload(a, (size_t)n * 2), *db = dev_upload(b, (size_t)n * 2);
+			void *dout = dev_poisoned((size_t)n * 2);
+			uint16_t *out = malloc((size_t)n * 2);
+			if (status_ok(shrink_cuda_swiglu(ctx, (shrink_cuda_dtype)dt, da, db, n, dout), "swiglu")) {
+				bool guard = dev_download(out, dout, (size_t)n * 2);
+				double err = ref_rel_err_half(dt, out, rs, (size_t)n);
+				report(guard && err <= tol(dt), "swiglu %s n=%lld err=%.2e", dt_name(dt), (long long)n, err);
+			}
+			/* in place: a = a + b */
+			if (status_ok(shrink_cuda_add(ctx, (shrink_cuda_dtype)dt, da, db, n, da), "add")) {
+				bool guard = dev_download(out, da, (size_t)n * 2);
+				double err = ref_rel_err_half(dt, out, ra, (size_t)n);
+				report(guard && err <= tol(dt), "add (in place) %s n=%lld err=%.2e", dt_name(dt),
+				       (long long)n, err);
+			}
+			cudaFree(da), cudaFree(db), cudaFree(dout);
+			free(a), free(b), free(rs), free(ra), free(out);
+		}
+}
+
+static void test_argmax(ref_rng *rng)
+{
+	static const int64_t vocabs[] = {1, 1000, 128256};
+	for (int dt = 0; dt < 3; dt++)
+		for (int vi = 0; vi < 3; vi++) {
+			const int64_t V = vocabs[vi], T = 4;
+			const size_t es = dt == 2 ? 4 : 2;
+			void *h = malloc((size_t)T * V * es);
+			int32_t want[4], got[4];
+			for (int64_t t = 0; t < T; t++) {
+				for (int64_t i = 0; i < V; i++) {
+					float v = (float)ref_normal(rng);
+					if (dt == 2)
+						((float *)h)[t * V + i] = v;
+					else
+						((uint16_t *)h)[t * V + i] = ref_to_half(dt, v);
+				}
+				/* row 1: a tie for the max; row 2: a NaN before the max */
+				int64_t a = (int64_t)(ref_next(rng) % V), b = (int64_t)(ref_next(rng) % V);
+				if (dt == 2) {
+					((float *)h)[t * V + a] = 100.0f;
+					if (t == 1)
+						((float *)h)[t * V + b] = 100.0f;
+					if (t == 2 && V > 1)
+						((float *)h)[t * V + (a + 1) % V] = NAN;
+				} else {
+					((uint16_t *)h)[t * V + a] = ref_to_half(dt, 100.0f);
+					if (t == 1)
+						((uint16_t *)h)[t * V + b] = ref_to_half(dt, 100.0f);
+					if (t == 2 && V > 1)
+						((uint16_t *)h)[t * V + (a + 1) % V] = dt == 0 ? 0x7e00 : 0x7fc0; /* NaN */
+				}
+				want[t] = (int32_t)(t == 1 && b < a ? b : a);
+			}
+			void *dl = dev_upload(h, (size_t)T * V * es);
+			void *dout = dev_poisoned(sizeof got);
+			if (status_ok(shrink_cuda_argmax(ctx, (shrink_cuda_dtype)dt, dl, T, V, dout), "argmax")) {
+				bool guard = dev_download(got, dout, sizeof got);
+				bool ok = guard;
+				for (int t = 0; t < T; t++)
+					ok = ok && got[t] == want[t];
+				report(ok, "argmax %s V=%lld got %d %d %d %d want %d %d %d %d", dt_name(dt), (long long)V,
+				       got[0], got[1], got[2], got[3], want[0], want[1], want[2], want[3]);
+			}
+			cudaFree(dl), cudaFree(dout);
+			free(h);
+		}
+}
+
+/* ---- KV cache and attention --------------------------------------------------------------- */
+
+static void test_kv_store(ref_rng *rng)
+{
+	for (int dt = 0; dt < 2; dt++) {
+		const int64_t cap = 40, kvd = 256, T = 7, p0 = 30;
+		uint16_t *k = random_half(dt, (size_t)T * kvd, 1.0, rng), *v = random_half(dt, (size_t)T * kvd, 1.0, rng);
+		void *dk = dev_upload(k, (size_t)T * kvd * 2), *dv = dev_upload(v, (size_t)T * kvd * 2);
+		uint16_t *kc = dev_poisoned((size_t)cap * kvd * 2), *vc = dev_poisoned((size_t)cap * kvd * 2);
+		uint16_t *hk = malloc((size_t)cap * kvd * 2), *hv = malloc((size_t)cap * kvd * 2);
+		if (status_ok(shrink_cuda_kv_store(ctx, (shrink_cuda_dtype)dt, dk, dv, T, kvd, kc, vc, p0), "kv_store")) {
+			bool guard = dev_download(hk, kc, (size_t)cap * kvd * 2) && dev_download(hv, vc, (size_t)cap * kvd * 2);
+			size_t bad = 0;
+			for (int64_t i = 0; i < cap * kvd; i++) {
+				int64_t t = i / kvd - p0;
+				uint16_t wk = 0xffff, wv = 0xffff;
+				if (t >= 0 && t < T) {
+					wk = ref_f32_to_f16(ref_from_half(dt, k[t * kvd + i % kvd]));
+					wv = ref_f32_to_f16(ref_from_half(dt, v[t * kvd + i % kvd]));
+				}
+				bad += (hk[i] != wk) + (hv[i] != wv);
+			}
+			report(guard && bad == 0, "kv_store %s bad=%zu", dt_name(dt), bad);
+		}
+		cudaFree(dk), cudaFree(dv), cudaFree(kc), cudaFree(vc);
+		free(k), free(v), free(hk), free(hv);
+	}
+}
+
+static void check_attention(int dt, int H, int KV, int hd, int64_t T, int64_t p0, ref_rng *rng)
+{
+	const int64_t L = p0 + T;
+	uint16_t *q = random_half(dt, (size_t)T * H * hd, 1.0, rng);
+	uint16_t *kc = random_half(0, (size_t)L * KV * hd, 1.0, rng), *vc = random_half(0, (size_t)L * KV * hd, 1.0, rng);
+	double *ref = malloc((size_t)T * H * hd * sizeof(double));
+	uint16_t *out = malloc((size_t)T * H * hd * 2);
+	const float scale = 1.0f / sqrtf((float)hd);
+	ref_attention(dt, q, T, p0, H, KV, hd, kc, vc, scale, ref);
+	void *dq = dev_upload(q, (size_t)T * H * hd * 2);
+	void *dk = dev_upload(kc, (size_t)L * KV * hd * 2), *dv = dev_upload(vc, (size_t)L * KV * hd * 2);
+	void *dout = dev_poisoned((size_t)T * H * hd * 2);
+	if (status_ok(shrink_cuda_attention(ctx, (shrink_cuda_dtype)dt, dq, T, p0, H, KV, hd, dk, dv, scale, dout),
+		      "attention")) {
+		bool guard = dev_download(out, dout, (size_t)T * H * hd * 2);
+		double err = ref_rel_err_half(dt, out, ref, (size_t)T * H * hd);
+		report(guard && err <= tol(dt), "attention %s H=%d KV=%d hd=%d T=%lld pos0=%lld err=%.2e%s", dt_name(dt),
+		       H, KV, hd, (long long)T, (long long)p0, err, guard ? "" : " GUARD WRITTEN");
+	}
+	cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout);
+	free(q), free(kc), free(vc), free(ref), free(out);
+}
+
+static void test_attention(ref_rng *rng)
+{
+	static const int heads[][3] = {{4, 4, 64}, {8, 2, 128}, {14, 2, 64}, {32, 8, 128}, {12, 1, 64}, {6, 3, 96}};
+	const int n_heads_cfg = quick ? 3 : 6;
+	for (int dt = 0; dt < 2; dt++)
+		for (int c = 0; c < n_heads_cfg; c++) {
+			const int H = heads[c][0], KV = heads[c][1], hd = heads[c][2];
+			check_attention(dt, H, KV, hd, 1, 0, rng);                  /* first token */
+			check_attention(dt, H, KV, hd, 1, quick ? 300 : 2000, rng); /* decode, split keys */
+			check_attention(dt, H, KV, hd, quick ? 40 : 150, 0, rng);   /* prefill */
+			check_attention(dt, H, KV, hd, 37, 50, rng);                 /* chunked prefill */
+		}
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = 12345;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = true;
+		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = strtoull(argv[++i], NULL, 10);
+		else {
+			fprintf(stderr, "usage: test_cuda [--quick] [--seed N]\n");
+			return 2;
+		}
+	}
+	if (shrink_cuda_device_count() == 0) {
+		printf("skip: no CUDA device\n");
+		return 77;
+	}
+	cudaStream_t stream;
+	CK(cudaStreamCreate(&stream));
+	if (shrink_cuda_ctx_create(0, stream, &ctx) != SHRINK_OK || shrink_cuda_ctx_reserve(ctx, (size_t)256 << 20)) {
+		fprintf(stderr, "test_cuda: cannot create the CUDA context\n");
+		return 1;
+	}
+	ref_rng rng = {seed};
+	test_qlinear(&rng);
+	test_w8a8(&rng);
+	test_embed(&rng);
+	test_rmsnorm(&rng);
+	test_rope(&rng);
+	test_elementwise(&rng);
+	test_argmax(&rng);
+	test_kv_store(&rng);
+	test_attention(&rng);
+	CK(cudaDeviceSynchronize());
+	printf("test_cuda: %d passed, %d failed\n", n_pass, n_fail);
+	shrink_cuda_ctx_destroy(ctx);
+	cudaStreamDestroy(stream);
+	return n_fail ? 1 : 0;
+}
