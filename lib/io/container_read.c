@@ -92,12 +92,15 @@ static shrink_status add_quantized(const char *path, shrink_tensor_set *set, con
 		return shrink_fail(err, SHRINK_EINPUT, "%s: tensor '%s': qweight/scales/zeros missing or of the wrong shape",
 				   path, name);
 	shrink_qmatrix *m = malloc(sizeof *m);
-	shrink_tensor *t = m ? shrink_tensor_set_add(set, err) : NULL;
+	if (!m)
+		return shrink_fail(err, SHRINK_EIO, "out of memory");
+	/* take the data pointers now: adding a tensor may move the set's array */
+	*m = (shrink_qmatrix){s, rows, cols, q->data, sc->data, z ? z->data : NULL};
+	shrink_tensor *t = shrink_tensor_set_add(set, err);
 	if (!t) {
 		free(m);
 		return shrink_fail(err, SHRINK_EIO, "out of memory");
 	}
-	*m = (shrink_qmatrix){s, rows, cols, q->data, sc->data, z ? z->data : NULL};
 	snprintf(t->name, sizeof t->name, "%s", name);
 	t->dtype = SHRINK_QPACKED;
 	t->n_dims = 2;
