@@ -160,3 +160,14 @@ shrink_status shrink_read_container(const char *path, shrink_tensor_set *set, ch
 	mf->container_meta = meta;
 	return SHRINK_OK;
 }
+
+bool shrink_is_container_part(const shrink_tensor_set *set, const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	if (!dot || (strcmp(dot, ".qweight") && strcmp(dot, ".scales") && strcmp(dot, ".zeros")))
+		return false;
+	char w[SHRINK_NAME_MAX + 8];
+	snprintf(w, sizeof w, "%.*s.weight", (int)(dot - name), name);
+	const shrink_tensor *t = shrink_tensor_set_find(set, w);
+	return t && t->dtype == SHRINK_QPACKED;
+}

@@ -114,23 +114,11 @@ void shrink_model_free(shrink_model *m)
 	free(m);
 }
 
-/* X.qweight / X.scales / X.zeros of a container are counted through X.weight */
-static bool container_part(const shrink_tensor_set *set, const char *name)
-{
-	const char *dot = strrchr(name, '.');
-	if (!dot || (strcmp(dot, ".qweight") && strcmp(dot, ".scales") && strcmp(dot, ".zeros")))
-		return false;
-	char w[SHRINK_NAME_MAX + 8];
-	snprintf(w, sizeof w, "%.*s.weight", (int)(dot - name), name);
-	const shrink_tensor *t = shrink_tensor_set_find(set, w);
-	return t && t->dtype == SHRINK_QPACKED;
-}
-
 int64_t shrink_model_n_params(const shrink_model *m)
 {
 	int64_t n = 0;
 	for (size_t i = 0; i < m->file.weights.n; i++)
-		if (!container_part(&m->file.weights, m->file.weights.tensors[i].name))
+		if (!shrink_is_container_part(&m->file.weights, m->file.weights.tensors[i].name))
 			n += shrink_tensor_numel(&m->file.weights.tensors[i]);
 	return n;
 }

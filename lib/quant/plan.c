@@ -15,22 +15,6 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* X.qweight / X.scales / X.zeros of an input container: represented by X.weight */
-static bool container_part(const shrink_tensor_set *set, const char *name)
-{
-	static const char *parts[] = {".qweight", ".scales", ".zeros"};
-	for (int i = 0; i < 3; i++) {
-		if (!ends_with(name, parts[i]))
-			continue;
-		char w[SHRINK_NAME_MAX + 8];
-		snprintf(w, sizeof w, "%.*s.weight", (int)(strlen(name) - strlen(parts[i])), name);
-		const shrink_tensor *t = shrink_tensor_set_find(set, w);
-		if (t && t->dtype == SHRINK_QPACKED)
-			return true;
-	}
-	return false;
-}
-
 static bool is_matrix(const shrink_tensor *t)
 {
 	return t->n_dims == 2 && ends_with(t->name, ".weight") &&
@@ -89,7 +73,7 @@ shrink_status shrink_quant_plan_make(const shrink_model *m, const shrink_quantiz
 		return shrink_fail(err, SHRINK_EIO, "out of memory");
 	for (size_t i = 0; i < set->n; i++) {
 		const shrink_tensor *t = &set->tensors[i];
-		if (container_part(set, t->name))
+		if (shrink_is_container_part(set, t->name))
 			continue;
 		shrink_plan_entry *e = &plan->e[plan->n];
 		shrink_status st = plan_one(t, p, e, err);

@@ -140,6 +140,9 @@ void shrink_container_abort(shrink_container_writer *w);                        
 /* Reader: the tensors and metadata of a container already loaded with
  * shrink_safetensors_load (takes ownership of set and meta). Verifies every
  * tensor's CRC-32 and builds a SHRINK_QPACKED X.weight for each quantized one. */
+/* True for X.qweight / X.scales / X.zeros whose X.weight is a SHRINK_QPACKED
+ * tensor of the set: parts that X.weight already stands for. */
+bool shrink_is_container_part(const shrink_tensor_set *set, const char *name);
 shrink_status shrink_read_container(const char *path, shrink_tensor_set *set, char *meta, shrink_model_file *mf,
 				    shrink_error *err);
 
