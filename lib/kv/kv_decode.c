@@ -140,18 +140,20 @@ INLINE void decode_values(const shrink_kv_side *s, const uint8_t *rec, int rank,
 
 static void restore_outliers(const shrink_kv_side *s, const uint8_t *rec, int a, int b, float *out)
 {
-	const uint16_t *val = shrink_kv_rec16(rec, s->off_oval), *idx = shrink_kv_rec16(rec, s->off_oidx);
+	const uint16_t *val = shrink_kv_rec16(rec, s->off_oval);
 	int per = 2 * s->n_side, d = s->d;
 	if (s->keys) {
 		for (int j = 0; j < d; j++)
-			for (int e = j * per; e < (j + 1) * per; e++)
-				if (idx[e] >= a && idx[e] < b)
-					out[(size_t)(idx[e] - a) * d + j] = shrink_kvq_h2f(val[e]);
+			for (int e = j * per; e < (j + 1) * per; e++) {
+				int i = shrink_kv_oidx(s, rec, e);
+				if (i >= a && i < b)
+					out[(size_t)(i - a) * d + j] = shrink_kvq_h2f(val[e]);
+			}
 		return;
 	}
 	for (int t = a; t < b; t++)
 		for (int e = t * per; e < (t + 1) * per; e++)
-			out[(size_t)(t - a) * d + idx[e]] = shrink_kvq_h2f(val[e]);
+			out[(size_t)(t - a) * d + shrink_kv_oidx(s, rec, e)] = shrink_kvq_h2f(val[e]);
 }
 
 #ifdef KV_X86
@@ -255,18 +257,20 @@ AVX2_INLINE void values_avx2_t(const shrink_kv_side *s, const uint8_t *rec, cons
 
 AVX2 static void outliers_avx2(const shrink_kv_side *s, const uint8_t *rec, int a, int b, float *out)
 {
-	const uint16_t *val = shrink_kv_rec16(rec, s->off_oval), *idx = shrink_kv_rec16(rec, s->off_oidx);
+	const uint16_t *val = shrink_kv_rec16(rec, s->off_oval);
 	int per = 2 * s->n_side, d = s->d;
 	if (s->keys) {
 		for (int j = 0; j < d; j++)
-			for (int e = j * per; e < (j + 1) * per; e++)
-				if (idx[e] >= a && idx[e] < b)
-					out[(size_t)(idx[e] - a) * d + j] = _cvtsh_ss(val[e]);
+			for (int e = j * per; e < (j + 1) * per; e++) {
+				int i = shrink_kv_oidx(s, rec, e);
+				if (i >= a && i < b)
+					out[(size_t)(i - a) * d + j] = _cvtsh_ss(val[e]);
+			}
 		return;
 	}
 	for (int t = a; t < b; t++)
 		for (int e = t * per; e < (t + 1) * per; e++)
-			out[(size_t)(t - a) * d + idx[e]] = _cvtsh_ss(val[e]);
+			out[(size_t)(t - a) * d + shrink_kv_oidx(s, rec, e)] = _cvtsh_ss(val[e]);
 }
 
 AVX2 static void keys_avx2(const shrink_kv_side *s, const uint8_t *rec, int rank, const float *vt, int a, int b,

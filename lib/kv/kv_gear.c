@@ -19,12 +19,13 @@ size_t shrink_kv_gear_work(const shrink_kv_side *s)
 
 static void extract_outliers(const shrink_kv_side *s, float *x, uint8_t *rec)
 {
-	uint16_t *val = shrink_kv_rec16(rec, s->off_oval), *idx = shrink_kv_rec16(rec, s->off_oidx);
+	uint16_t *val = shrink_kv_rec16(rec, s->off_oval), idx[SHRINK_KV_MAX_CHUNK];
 	int per = 2 * s->n_side;
 	for (int v = 0; v < s->n_vec; v++) {
 		float *start = s->keys ? x + v : x + (size_t)v * s->d;
-		shrink_kv_outliers_extract(start, s->vec_len, s->keys ? s->d : 1, s->n_side, val + v * per,
-					   idx + v * per);
+		shrink_kv_outliers_extract(start, s->vec_len, s->keys ? s->d : 1, s->n_side, val + v * per, idx);
+		for (int e = 0; e < per; e++)
+			shrink_kv_oidx_set(s, rec, v * per + e, idx[e]);
 	}
 }
 

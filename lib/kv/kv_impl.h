@@ -117,7 +117,8 @@ typedef struct {
 	int n_vec, vec_len; /* outlier vectors and their length */
 	int n_side;	    /* outliers per side of each vector (0: none) */
 	int max_rank;
-	bool avx2; /* decode with the AVX2/FMA kernel (kv_decode.c) */
+	bool avx2;	    /* decode with the AVX2/FMA kernel (kv_decode.c) */
+	bool idx8;	    /* outlier indices fit one byte (vectors of <= 256 entries, the usual case) */
 	size_t off_min, off_oval, off_oidx, off_u, off_vt, off_codes, row_bytes, rec_bytes;
 } shrink_kv_side;
 
@@ -143,6 +144,20 @@ void shrink_kv_chunk_decode(const shrink_kv_side *s, const uint8_t *rec, int ran
 static inline uint16_t *shrink_kv_rec16(const uint8_t *rec, size_t off)
 {
 	return (uint16_t *)(uintptr_t)(rec + off);
+}
+
+/* index of outlier e in its vector: one byte each when they fit, else two */
+static inline int shrink_kv_oidx(const shrink_kv_side *s, const uint8_t *rec, int e)
+{
+	return s->idx8 ? rec[s->off_oidx + (size_t)e] : shrink_kv_rec16(rec, s->off_oidx)[e];
+}
+
+static inline void shrink_kv_oidx_set(const shrink_kv_side *s, uint8_t *rec, int e, int i)
+{
+	if (s->idx8)
+		rec[s->off_oidx + (size_t)e] = (uint8_t)i;
+	else
+		shrink_kv_rec16(rec, s->off_oidx)[e] = (uint16_t)i;
 }
 
 #endif

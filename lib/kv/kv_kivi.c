@@ -23,8 +23,9 @@ void shrink_kv_side_layout(shrink_kv_side *s, bool keys, int T, int d, int bits,
 	size_t n_out = (size_t)s->n_vec * 2 * s->n_side;
 	s->off_min = (size_t)s->n_params * 2;
 	s->off_oval = s->off_min + (size_t)s->n_params * 2;
+	s->idx8 = s->vec_len <= 256;
 	s->off_oidx = s->off_oval + n_out * 2;
-	s->off_u = s->off_oidx + n_out * 2;
+	s->off_u = (s->off_oidx + n_out * (s->idx8 ? 1 : 2) + 1) & ~(size_t)1; /* f16 factors follow */
 	s->off_vt = s->off_u + (size_t)T * max_rank * 2;
 	s->off_codes = s->off_vt + (size_t)max_rank * d * 2;
 	s->row_bytes = (size_t)shrink_kvq_row_bytes(d, bits);

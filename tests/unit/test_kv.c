@@ -385,13 +385,15 @@ static void range_of(const float *x, int n, int stride, bool skip, float *lo, fl
 	}
 }
 
-/* is x[pos * stride] the largest or smallest of its vector */
+/* is x[pos * stride] the largest or smallest of its vector (of tied extremes, the first, as GEAR picks) */
 static bool is_extreme(const float *x, int n, int stride, int pos)
 {
-	int above = 0, below = 0;
-	for (int i = 0; i < n; i++)
+	int above = 0, below = 0, tied_before = 0;
+	for (int i = 0; i < n; i++) {
 		above += x[i * stride] > x[pos * stride], below += x[i * stride] < x[pos * stride];
-	return above == 0 || below == 0;
+		tied_before += i < pos && x[i * stride] == x[pos * stride];
+	}
+	return (above == 0 || below == 0) && !tied_before;
 }
 
 typedef struct {
@@ -437,12 +439,12 @@ static void check_head(const dataset *ds, int l, int h, int T, int bits, int gro
 }
 
 /* compressed part of every head of every layer: reconstruction errors and bound violations */
-static error_stats check_cache(const char *spec, const char *spec0, int bits, int group, bool gear, int T_comp,
-			       int T_all)
+static error_stats check_cache_spiked(const char *spec, const char *spec0, int bits, int group, bool gear,
+				      int T_comp, int T_all, float spike)
 {
 	shrink_config *c = fake_config(2, 3, 64);
 	rng_state = 5;
-	dataset ds = make_data(c, T_all, 3, 0.3f, 6);
+	dataset ds = make_data(c, T_all, 3, 0.3f, spike);
 	shrink_kv *kv = new_kv(spec, c, 512), *kv0 = spec0 ? new_kv(spec0, c, 512) : NULL;
 	fill(kv, &ds, 0, T_all);
 	if (kv0)
@@ -461,6 +463,12 @@ static error_stats check_cache(const char *spec, const char *spec0, int bits, in
 	free(k), free(ds.k[0]), free(ds.k[1]), free(ds.v[0]), free(ds.v[1]);
 	shrink_kv_free(kv), shrink_kv_free(kv0), free(c);
 	return st;
+}
+
+static error_stats check_cache(const char *spec, const char *spec0, int bits, int group, bool gear, int T_comp,
+			       int T_all)
+{
+	return check_cache_spiked(spec, spec0, bits, group, gear, T_comp, T_all, 6);
 }
 
 Test(kv_kivi, error_within_quantizer_bound)
@@ -492,6 +500,18 @@ Test(kv_gear, error_within_bound_and_outliers_exact)
 		cr_expect_lt(sr.err2, s0.err2, "%s: low rank does not help (%g >= %g)", spec, sr.err2, s0.err2);
 		cr_log_info("%s: error^2 %.4f, rank 0: %.4f", spec, sr.err2, s0.err2);
 	}
+}
+
+/* chunks longer than 256 tokens store key outlier indices in two bytes, not one */
+Test(kv_gear, long_chunks_keep_outliers_exact)
+{
+	const char *spec = "gear:bits=2,rank=4,outliers=0.007,buffer=300,group=300";
+	/* no planted spikes: they repeat over 300 tokens, and ties make "the" extreme ambiguous */
+	error_stats s = check_cache_spiked(spec, "gear:bits=2,rank=0,outliers=0.007,buffer=300,group=300", 2, 300, true,
+					   300, 310, 0);
+	cr_expect_eq(s.violations, 0, "%s: %d values beyond their bound", spec, s.violations);
+	/* one outlier per side: 64 key channels and 300 value tokens per head, 5 heads */
+	cr_expect_eq(s.outliers_checked, 5 * 2 * (64 + 300), "%d outliers", s.outliers_checked);
 }
 
 /* sum over compressed heads of the squared error, for one spec on data with outliers and low-rank structure */
@@ -597,8 +617,9 @@ Test(kv_bytes, match_hand_count)
 	size_t kivi2 = 2 * (64 * 16 + 64 * 4);
 	/* 3 bits: 24 B per row */
 	size_t kivi3 = 2 * (64 * 24 + 64 * 4);
-	/* GEAR-2 rank 4: + 2 outliers x 64 vectors x (2 B value + 2 B index) + (64 + 64) x 4 f16 factors, per side */
-	size_t gear2 = kivi2 + 2 * (2 * 64 * 4 + 128 * 4 * 2);
+	/* GEAR-2 rank 4: + 2 outliers x 64 vectors x (2 B value + 1 B index: vectors of 64) + (64 + 64) x 4 f16
+	 * factors, per side */
+	size_t gear2 = kivi2 + 2 * (2 * 64 * 3 + 128 * 4 * 2);
 	struct {
 		const char *spec;
 		size_t bytes;
