@@ -11,6 +11,29 @@
 #include "cli.h"
 
 const char *cli_prog = "shrink";
+
+/* A positive decimal number from the environment, else the default. */
+static uint64_t limit_from_env(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return dflt;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	return *end == '\0' && v > 0 ? (uint64_t)v : dflt;
+}
+
+void cli_start(const char *prog)
+{
+	cli_prog = prog;
+	shrink_limits l = *shrink_limits_get();
+	l.header_bytes = limit_from_env("SHRINK_MAX_HEADER_BYTES", l.header_bytes);
+	l.tensors = limit_from_env("SHRINK_MAX_TENSORS", l.tensors);
+	l.metadata = limit_from_env("SHRINK_MAX_METADATA", l.metadata);
+	l.array_len = limit_from_env("SHRINK_MAX_ARRAY", l.array_len);
+	l.text_bytes = limit_from_env("SHRINK_MAX_TEXT_BYTES", l.text_bytes);
+	shrink_limits_set(&l);
+}
 bool cli_quiet, cli_progress_forced;
 
 void cli_exit_error(const shrink_error *err)

@@ -10,6 +10,8 @@
 extern const char *cli_prog;
 extern bool cli_quiet, cli_progress_forced;
 
+/* set the program name for messages and the input limits from SHRINK_MAX_* in the environment */
+void cli_start(const char *prog);
 _Noreturn void cli_exit_error(const shrink_error *err);
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long cli_long(const char *opt, const char *s, long lo, long hi);

@@ -1,8 +1,13 @@
 /* outfile.c: crash-safe output files (see base.h). A small fixed registry of
- * open temporaries lets a signal handler unlink them without allocating. */
+ * open temporaries lets a signal handler unlink them without allocating.
+ * The first open installs that handler for SIGINT, SIGTERM and SIGHUP, and
+ * ignores SIGXFSZ (a file size limit then fails the write: exit 4, not a
+ * kill), each only where the program left the default disposition, so every
+ * program that writes files gets the cleanup without asking for it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@ static int reserve(const char *tmp)
 	for (int i = 0; i < MAX_OPEN; i++)
 		if (!in_use[i]) {
 			snprintf(registry[i], sizeof registry[i], "%s", tmp);
+			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the name is complete before a handler can see the slot */
 			in_use[i] = 1;
 			return i;
 		}
@@ -38,6 +44,32 @@ void shrink_outfile_unlink_all(void)
 	for (int i = 0; i < MAX_OPEN; i++)
 		if (in_use[i])
 			unlink(registry[i]);
+}
+
+/* Remove our temporaries, then die of the same signal as we would have. */
+static void on_fatal_signal(int sig)
+{
+	shrink_outfile_unlink_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void install_handlers(void)
+{
+	static const int fatal[] = {SIGINT, SIGTERM, SIGHUP};
+	for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
+		struct sigaction old;
+		if (sigaction(fatal[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL) {
+			struct sigaction sa;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = on_fatal_signal;
+			sigemptyset(&sa.sa_mask);
+			sigaction(fatal[i], &sa, NULL);
+		}
+	}
+	struct sigaction old;
+	if (sigaction(SIGXFSZ, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL)
+		signal(SIGXFSZ, SIG_IGN);
 }
 
 static void split_path(const char *path, char *dir, size_t cap, const char **base)
@@ -84,6 +116,18 @@ shrink_status shrink_outfile_open(shrink_outfile *f, const char *path, shrink_er
 	split_path(path, dir, sizeof dir, &base);
 	if (!*base || strlen(path) >= sizeof f->path - 64)
 		return shrink_fail(err, SHRINK_EUSAGE, "%s: not a file name", path);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, install_handlers);
+	/* a device, pipe or socket (/dev/null, /dev/stdout, a FIFO) is written in
+	 * place: renaming a temporary over it would replace the device itself */
+	struct stat sb;
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+		snprintf(f->path, sizeof f->path, "%s", path);
+		f->fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (f->fd < 0)
+			return shrink_fail(err, SHRINK_EIO, "%s: %s", path, strerror(errno));
+		return SHRINK_OK;
+	}
 	remove_stale(dir, base);
 	snprintf(f->path, sizeof f->path, "%s", path);
 	snprintf(f->tmp_path, sizeof f->tmp_path, "%s/.%s.tmp-%ld", dir, base, (long)getpid());
@@ -137,6 +181,11 @@ shrink_status shrink_outfile_pwrite(shrink_outfile *f, const void *buf, size_t n
 
 shrink_status shrink_outfile_commit(shrink_outfile *f, shrink_error *err)
 {
+	if (!f->tmp_path[0]) { /* written in place (a device or pipe) */
+		int rc = close(f->fd);
+		f->fd = -1;
+		return rc == 0 ? SHRINK_OK : write_error(f, errno, err);
+	}
 	if (fsync(f->fd) != 0) {
 		int e = errno;
 		shrink_outfile_abort(f);

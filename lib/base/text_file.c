@@ -34,6 +34,12 @@ shrink_status shrink_read_text(const char *path, char **out, size_t *n_bytes, sh
 		n += (size_t)got;
 		if (got == 0)
 			break;
+		if (n > shrink_limits_get()->text_bytes) {
+			free(buf);
+			gzclose(f);
+			return shrink_fail(err, SHRINK_EINPUT, "%s: more than %llu bytes (SHRINK_MAX_TEXT_BYTES)", path,
+					   (unsigned long long)shrink_limits_get()->text_bytes);
+		}
 		if (n == cap) {
 			cap *= 2;
 			char *nb = realloc(buf, cap + 1);

@@ -38,6 +38,9 @@ static shrink_status read_string(cursor *c, const char **s, size_t *len, const c
 	uint64_t n;
 	if (!take(c, &n, 8) || n > left(c))
 		return truncated(c, what);
+	if (n > shrink_limits_get()->header_bytes)
+		return shrink_fail(c->err, SHRINK_EINPUT, "%s: %s: string of %llu bytes exceeds the limit (SHRINK_MAX_HEADER_BYTES)",
+				   c->path, what, (unsigned long long)n);
 	*s = (const char *)c->p;
 	*len = (size_t)n;
 	c->p += n;
@@ -105,6 +108,9 @@ static shrink_status read_value(cursor *c, shrink_gguf_kv *kv, const char *key)
 		if (!take(c, &et, 4) || !take(c, &n, 8))
 			return truncated(c, key);
 		kv->arr_type = (shrink_gguf_type)et;
+		if (n > shrink_limits_get()->array_len)
+			return shrink_fail(c->err, SHRINK_EINPUT, "%s: metadata '%s': array of %llu elements exceeds the limit of %llu (SHRINK_MAX_ARRAY)",
+					   c->path, key, (unsigned long long)n, (unsigned long long)shrink_limits_get()->array_len);
 		kv->arr_n = n;
 		if (et == GGUF_T_STRING) {
 			/* each string needs at least its 8-byte length */
@@ -219,6 +225,13 @@ static shrink_status parse(shrink_gguf *g, shrink_error *err)
 	if (n_kv > left(&c) / 13 || n_tensors > left(&c) / 32)
 		return shrink_fail(err, SHRINK_EINPUT, "%s: header declares %llu tensors and %llu metadata entries, more than the file holds",
 				   g->path, (unsigned long long)n_tensors, (unsigned long long)n_kv);
+	const shrink_limits *lim = shrink_limits_get();
+	if (n_kv > lim->metadata || n_tensors > lim->tensors)
+		return shrink_fail(err, SHRINK_EINPUT,
+				   "%s: header declares %llu tensors and %llu metadata entries, over the limits of %llu and %llu "
+				   "(SHRINK_MAX_TENSORS, SHRINK_MAX_METADATA)",
+				   g->path, (unsigned long long)n_tensors, (unsigned long long)n_kv,
+				   (unsigned long long)lim->tensors, (unsigned long long)lim->metadata);
 	g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
 	g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
 	if (!g->kv || !g->tensors)
@@ -274,6 +287,18 @@ shrink_status shrink_gguf_open(const char *path, shrink_gguf *g, shrink_error *e
 	memset(g, 0, sizeof *g);
 	snprintf(g->path, sizeof g->path, "%s", path);
 	shrink_status st = shrink_map_file(path, &g->map, err);
+	if (st == SHRINK_OK)
+		st = parse(g, err);
+	if (st)
+		shrink_gguf_close(g);
+	return st;
+}
+
+shrink_status shrink_gguf_open_memory(const void *data, size_t n, const char *name, shrink_gguf *g, shrink_error *err)
+{
+	memset(g, 0, sizeof *g);
+	snprintf(g->path, sizeof g->path, "%s", name);
+	shrink_status st = shrink_map_memory(data, n, &g->map, err);
 	if (st == SHRINK_OK)
 		st = parse(g, err);
 	if (st)
@@ -347,5 +372,10 @@ int64_t shrink_gguf_arr_i64(const shrink_gguf_kv *kv, uint64_t i)
 	if (!kv->arr_data || i >= kv->arr_n || !es)
 		return 0;
 	decode_scalar(kv->arr_type, kv->arr_data + i * (uint64_t)es, &tmp);
-	return kv->arr_type == GGUF_T_FLOAT32 || kv->arr_type == GGUF_T_FLOAT64 ? (int64_t)tmp.v.f : tmp.v.i;
+	if (kv->arr_type != GGUF_T_FLOAT32 && kv->arr_type != GGUF_T_FLOAT64)
+		return tmp.v.i;
+	/* a float outside int64 (or NaN) has no conversion: saturate instead of undefined behaviour */
+	if (!(tmp.v.f > -9223372036854775808.0))
+		return tmp.v.f != tmp.v.f ? 0 : INT64_MIN;
+	return tmp.v.f >= 9223372036854775808.0 ? INT64_MAX : (int64_t)tmp.v.f;
 }

@@ -612,12 +612,13 @@ static shrink_status read_all(shrink_gguf *g, const char *path, shrink_model_fil
 	return st;
 }
 
-shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, shrink_error *err)
+static shrink_status read_model(const void *data, size_t n, const char *path, shrink_model_file *mf,
+				shrink_error *err)
 {
 	memset(mf, 0, sizeof *mf);
 	mf->format = SHRINK_FMT_GGUF;
 	shrink_gguf g;
-	shrink_status st = shrink_gguf_open(path, &g, err);
+	shrink_status st = data ? shrink_gguf_open_memory(data, n, path, &g, err) : shrink_gguf_open(path, &g, err);
 	if (st)
 		return st;
 	st = read_all(&g, path, mf, err);
@@ -625,4 +626,15 @@ shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, sh
 	if (st)
 		shrink_model_file_close(mf);
 	return st;
+}
+
+shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, shrink_error *err)
+{
+	return read_model(NULL, 0, path, mf, err);
+}
+
+shrink_status shrink_read_gguf_model_memory(const void *data, size_t n, const char *name, shrink_model_file *mf,
+					    shrink_error *err)
+{
+	return data ? read_model(data, n, name, mf, err) : shrink_fail(err, SHRINK_EINPUT, "%s: no data", name);
 }

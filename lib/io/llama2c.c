@@ -190,15 +190,13 @@ static shrink_status read_header(const char *path, const shrink_mapping *m, head
 	return SHRINK_OK;
 }
 
-shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrink_error *err)
+/* Takes ownership of the mapping m (released on failure). */
+static shrink_status read_mapped(const char *path, shrink_mapping m, shrink_model_file *mf, shrink_error *err)
 {
 	memset(mf, 0, sizeof *mf);
 	mf->format = SHRINK_FMT_LLAMA2C;
-	shrink_mapping m;
 	reader r = {.path = path, .set = &mf->weights, .err = err};
-	shrink_status st = shrink_map_file(path, &m, err);
-	if (st)
-		return st;
+	shrink_status st;
 	if ((st = read_header(path, &m, &r.h, err))) {
 		shrink_unmap(&m);
 		return st;
@@ -217,4 +215,21 @@ shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrin
 	if (st)
 		shrink_model_file_close(mf);
 	return st;
+}
+
+shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrink_error *err)
+{
+	memset(mf, 0, sizeof *mf);
+	shrink_mapping m;
+	shrink_status st = shrink_map_file(path, &m, err);
+	return st ? st : read_mapped(path, m, mf, err);
+}
+
+shrink_status shrink_read_llama2c_memory(const void *data, size_t n, const char *name, shrink_model_file *mf,
+					 shrink_error *err)
+{
+	memset(mf, 0, sizeof *mf);
+	shrink_mapping m;
+	shrink_status st = shrink_map_memory(data, n, &m, err);
+	return st ? shrink_fail_prefix(err, "%s: ", name) : read_mapped(name, m, mf, err);
 }

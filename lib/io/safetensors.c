@@ -16,7 +16,6 @@
 
 #include "shrink/io.h"
 
-#define MAX_HEADER_BYTES 100000000ull
 #define MAX_JSON_INT 9007199254740992.0 /* 2^53: larger numbers are not exact in a double */
 
 typedef struct {
@@ -265,9 +264,11 @@ static shrink_status header_length(const char *path, const shrink_mapping *m, ui
 		return shrink_fail(err, SHRINK_EINPUT, "%s: truncated safetensors file (%zu bytes, no header length)",
 				   path, m->n_bytes);
 	memcpy(len, m->addr, 8);
-	if (*len > MAX_HEADER_BYTES)
-		return shrink_fail(err, SHRINK_EINPUT, "%s: safetensors header length %llu exceeds the %llu-byte limit",
-				   path, (unsigned long long)*len, MAX_HEADER_BYTES);
+	uint64_t limit = shrink_limits_get()->header_bytes;
+	if (*len > limit)
+		return shrink_fail(err, SHRINK_EINPUT,
+				   "%s: safetensors header length %llu exceeds the %llu-byte limit (SHRINK_MAX_HEADER_BYTES)",
+				   path, (unsigned long long)*len, (unsigned long long)limit);
 	if (*len > m->n_bytes - 8)
 		return shrink_fail(err, SHRINK_EINPUT,
 				   "%s: safetensors header length %llu runs past the end of the file (%zu bytes)", path,
@@ -306,6 +307,9 @@ static shrink_status load_header(ctx *c, const cJSON *root, const uint8_t *data,
 	if (!cJSON_IsObject(root))
 		return shrink_fail(c->err, SHRINK_EINPUT, "%s: safetensors header is not a JSON object", c->path);
 	size_t cap = (size_t)cJSON_GetArraySize(root), n;
+	if (cap > shrink_limits_get()->tensors + 1) /* + __metadata__ */
+		return shrink_fail(c->err, SHRINK_EINPUT, "%s: %zu tensors, more than the limit of %llu (SHRINK_MAX_TENSORS)",
+				   c->path, cap, (unsigned long long)shrink_limits_get()->tensors);
 	entry *e = calloc(cap ? cap : 1, sizeof *e);
 	if (!e)
 		return shrink_fail(c->err, SHRINK_EIO, "%s: out of memory", c->path);
@@ -321,15 +325,12 @@ static shrink_status load_header(ctx *c, const cJSON *root, const uint8_t *data,
 	return st;
 }
 
-shrink_status shrink_safetensors_load(const char *path, shrink_tensor_set *set, char **metadata, shrink_error *err)
+/* Takes ownership of the mapping m: kept by the set on success, released on failure. */
+static shrink_status load_mapped(const char *path, shrink_mapping m, shrink_tensor_set *set, char **metadata,
+				 shrink_error *err)
 {
-	if (metadata)
-		*metadata = NULL;
-	shrink_mapping m;
 	uint64_t len = 0;
-	shrink_status st = shrink_map_file(path, &m, err);
-	if (st)
-		return st;
+	shrink_status st;
 	if ((st = header_length(path, &m, &len, err))) {
 		shrink_unmap(&m);
 		return st;
@@ -357,4 +358,23 @@ shrink_status shrink_safetensors_load(const char *path, shrink_tensor_set *set, 
 		}
 	}
 	return st;
+}
+
+shrink_status shrink_safetensors_load(const char *path, shrink_tensor_set *set, char **metadata, shrink_error *err)
+{
+	if (metadata)
+		*metadata = NULL;
+	shrink_mapping m;
+	shrink_status st = shrink_map_file(path, &m, err);
+	return st ? st : load_mapped(path, m, set, metadata, err);
+}
+
+shrink_status shrink_safetensors_load_memory(const void *data, size_t n, const char *name, shrink_tensor_set *set,
+					     char **metadata, shrink_error *err)
+{
+	if (metadata)
+		*metadata = NULL;
+	shrink_mapping m;
+	shrink_status st = shrink_map_memory(data, n, &m, err);
+	return st ? shrink_fail_prefix(err, "%s: ", name) : load_mapped(name, m, set, metadata, err);
 }

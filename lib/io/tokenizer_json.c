@@ -127,7 +127,7 @@ static shrink_status read_id(reader *r, const cJSON *x, const char *key, int *id
 static shrink_status count_tokens(reader *r, const cJSON *vocab, const cJSON *added, int *n)
 {
 	const cJSON *x;
-	int id;
+	int id, given = 0;
 	*n = 0;
 	cJSON_ArrayForEach(x, vocab)
 	{
@@ -135,6 +135,7 @@ static shrink_status count_tokens(reader *r, const cJSON *vocab, const cJSON *ad
 		if (st)
 			return st;
 		*n = id + 1 > *n ? id + 1 : *n;
+		given++;
 	}
 	cJSON_ArrayForEach(x, added)
 	{
@@ -142,8 +143,15 @@ static shrink_status count_tokens(reader *r, const cJSON *vocab, const cJSON *ad
 		if (st)
 			return st;
 		*n = id + 1 > *n ? id + 1 : *n;
+		given++;
 	}
-	return *n > 0 ? SHRINK_OK : bad(r, "model.vocab", "empty");
+	if (*n <= 0)
+		return bad(r, "model.vocab", "empty");
+	/* holes become unused tokens: a few ids in a vast range would allocate far more than the file holds */
+	if (*n > 2 * given + 1024)
+		return shrink_fail(r->err, SHRINK_EINPUT, "%s: token ids run up to %d but only %d tokens are given", r->path,
+				   *n - 1, given);
+	return SHRINK_OK;
 }
 
 static shrink_status set_token(reader *r, int id, const char *text, int type)
@@ -590,8 +598,17 @@ shrink_status shrink_vocab_from_tokenizer_json(const char *path, shrink_vocab_sp
 	shrink_status st = shrink_read_text(path, &text, &n, err);
 	if (st)
 		return st;
-	cJSON *root = cJSON_ParseWithLength(text, n);
+	st = shrink_vocab_from_tokenizer_json_text(text, n, path, v, err);
 	free(text);
+	return st;
+}
+
+shrink_status shrink_vocab_from_tokenizer_json_text(const char *json, size_t n, const char *path, shrink_vocab_spec *v,
+						    shrink_error *err)
+{
+	memset(v, 0, sizeof *v);
+	shrink_status st;
+	cJSON *root = cJSON_ParseWithLength(json, n);
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		return shrink_fail(err, SHRINK_EINPUT, "%s: not a JSON object", path);

@@ -138,6 +138,10 @@ shrink_status shrink_vocab_spec_check(const shrink_vocab_spec *v, const char *wh
 		return shrink_fail(err, SHRINK_EINPUT, "%s: no tokenizer (kind %d)", what, (int)v->kind);
 	if (!memchr(v->pre, '\0', sizeof v->pre))
 		return shrink_fail(err, SHRINK_EINPUT, "%s: pre-tokenizer name is not terminated", what);
+	uint64_t limit = shrink_limits_get()->array_len;
+	if ((uint64_t)v->n_tokens > limit || (uint64_t)v->n_merges > limit)
+		return shrink_fail(err, SHRINK_EINPUT, "%s: %d tokens and %d merges, over the limit of %llu (SHRINK_MAX_ARRAY)",
+				   what, v->n_tokens, v->n_merges, (unsigned long long)limit);
 	shrink_status st = check_tokens(v, what, err);
 	return st ? st : check_merges(v, what, err);
 }

@@ -39,16 +39,25 @@ int shrink_add_size(size_t a, size_t b, size_t *out);
 typedef struct {
 	void *addr;
 	size_t n_bytes;
+	size_t guard; /* inaccessible bytes after the data (shrink_map_memory), else 0 */
 } shrink_mapping;
 
 shrink_status shrink_map_file(const char *path, shrink_mapping *m, shrink_error *err);
+/* A read-only private copy of n bytes in fresh pages, for readers of in-memory
+ * files (fuzzing, tests). The copy starts 64-byte aligned and ends less than 64
+ * bytes before an inaccessible guard page, so reading past its end faults
+ * instead of silently reading neighbouring memory. shrink_unmap releases it. */
+shrink_status shrink_map_memory(const void *data, size_t n, shrink_mapping *m, shrink_error *err);
 void shrink_unmap(shrink_mapping *m);
 
 /* Crash-safe output: data goes to a temporary file beside the target
  * (".NAME.tmp-PID"), which commit fsyncs and renames over the target, so an
  * interrupted run never leaves a partial file under the target name and an
  * existing target is replaced only on success. Temporaries left by a killed
- * run are removed by the next open of the same target. */
+ * run are removed by the next open of the same target. The first open makes
+ * SIGINT/SIGTERM/SIGHUP remove open temporaries and SIGXFSZ a write error
+ * (where the program kept the default action). An existing device or pipe
+ * (/dev/null, a FIFO) is written in place instead. */
 typedef struct {
 	int fd;
 	char path[4096];
@@ -65,7 +74,23 @@ void shrink_outfile_abort(shrink_outfile *f);
 /* Async-signal-safe: unlink every temporary file still open (for the programs' SIGINT/SIGTERM handlers). */
 void shrink_outfile_unlink_all(void);
 
-/* Read a whole file (.gz decompressed transparently) into a NUL-terminated buffer. */
+/* Ceilings for untrusted input, checked before anything is allocated, on top
+ * of the rule that no declared size may exceed the file. The defaults admit
+ * the largest real models; environment variables SHRINK_MAX_HEADER_BYTES,
+ * SHRINK_MAX_TENSORS, SHRINK_MAX_METADATA, SHRINK_MAX_ARRAY, SHRINK_MAX_TEXT_BYTES
+ * override them (read once), and a program may set its own. */
+typedef struct {
+	uint64_t header_bytes; /* a safetensors JSON header, one GGUF string (default 100 MB) */
+	uint64_t tensors;      /* tensors in one file (default 1M) */
+	uint64_t metadata;     /* GGUF metadata entries (default 1M) */
+	uint64_t array_len;    /* elements of one GGUF metadata array; tokens and merges of a vocabulary (default 64M) */
+	uint64_t text_bytes;   /* a JSON or text file read whole, after gunzip (default 4 GB) */
+} shrink_limits;
+const shrink_limits *shrink_limits_get(void);
+void shrink_limits_set(const shrink_limits *l);
+
+/* Read a whole file (.gz decompressed transparently) into a NUL-terminated buffer;
+ * more than shrink_limits_get()->text_bytes is SHRINK_EINPUT (a gzip bomb, say). */
 shrink_status shrink_read_text(const char *path, char **out, size_t *n_bytes, shrink_error *err);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */

@@ -75,6 +75,8 @@ typedef struct {
 } shrink_gguf;
 
 shrink_status shrink_gguf_open(const char *path, shrink_gguf *g, shrink_error *err);
+/* The same from bytes in memory (copied; `name` stands for the file in messages). */
+shrink_status shrink_gguf_open_memory(const void *data, size_t n, const char *name, shrink_gguf *g, shrink_error *err);
 void shrink_gguf_close(shrink_gguf *g);
 const shrink_gguf_kv *shrink_gguf_find(const shrink_gguf *g, const char *key);
 /* Typed getters: return 0 if missing or of a non-convertible type. */
@@ -89,11 +91,18 @@ int64_t shrink_gguf_arr_i64(const shrink_gguf_kv *kv, uint64_t i);
 shrink_status shrink_vocab_from_gguf(const shrink_gguf *g, shrink_vocab_spec *v, shrink_error *err);
 /* tokenizer.json (Hugging Face tokenizers) -> vocab */
 shrink_status shrink_vocab_from_tokenizer_json(const char *path, shrink_vocab_spec *v, shrink_error *err);
+/* The same from JSON text in memory; generation_config.json and tokenizer_config.json
+ * are still looked for beside `path` (a name that is no file skips them). */
+shrink_status shrink_vocab_from_tokenizer_json_text(const char *json, size_t n, const char *path, shrink_vocab_spec *v,
+						    shrink_error *err);
 
 /* ---- safetensors ---- */
 /* Map one .safetensors file and append its tensors to `set` (names as stored).
  * `metadata` (optional) receives the __metadata__ object as a cJSON string (malloc'd). */
 shrink_status shrink_safetensors_load(const char *path, shrink_tensor_set *set, char **metadata, shrink_error *err);
+/* The same from n bytes in memory (copied into a private mapping the set keeps). */
+shrink_status shrink_safetensors_load_memory(const void *data, size_t n, const char *name, shrink_tensor_set *set,
+					     char **metadata, shrink_error *err);
 
 /* ---- whole models ---- */
 typedef enum { SHRINK_FMT_UNKNOWN, SHRINK_FMT_HF_DIR, SHRINK_FMT_GGUF, SHRINK_FMT_LLAMA2C, SHRINK_FMT_SHRINK } shrink_format;
@@ -115,6 +124,11 @@ void shrink_model_file_close(shrink_model_file *mf);
 shrink_status shrink_read_hf_dir(const char *dir, shrink_model_file *mf, shrink_error *err);
 shrink_status shrink_read_gguf_model(const char *path, shrink_model_file *mf, shrink_error *err);
 shrink_status shrink_read_llama2c(const char *path, shrink_model_file *mf, shrink_error *err);
+/* Readers of a whole GGUF / llama2.c file already in memory (copied; `name` starts messages). */
+shrink_status shrink_read_gguf_model_memory(const void *data, size_t n, const char *name, shrink_model_file *mf,
+					    shrink_error *err);
+shrink_status shrink_read_llama2c_memory(const void *data, size_t n, const char *name, shrink_model_file *mf,
+					 shrink_error *err);
 
 /* Check that every tensor the config implies is present with the shape it
  * implies (HF names; biases when qkv_bias; lm_head unless tied) and a weight

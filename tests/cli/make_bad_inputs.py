@@ -2,11 +2,15 @@
 """make_bad_inputs.py DIR [--data DATADIR]: write a corpus of malformed model
 and text inputs into DIR, plus DIR/cases.txt, one case a line:
 
-    name|model|text|tokenizer|needles
+    name|model|text|tokenizer|needles|env
 
 tokenizer may be empty; needles is a comma-separated list of strings that the
 error message must contain (the file, and the tensor where the error is about
-one). test_bad_input.sh runs each case through shrink-eval and expects exit 3.
+one); env (may be empty) is a space-separated list of VAR=VALUE settings for
+the run (the input limits of lib/shrink/base.h). test_bad_input.sh runs each
+case through shrink-eval and expects exit 3. Cases named *_100gb_* declare
+about 100 GB (or more) of tensors in a file of a few KB: they must be refused
+quickly and without allocating anything like that.
 
 Every file is built here from its format's layout (safetensors, GGUF v3,
 llama2.c); nothing is downloaded. Cases that need the shared test data
@@ -21,8 +25,8 @@ import sys
 CASES = []
 
 
-def case(name, model, needles, text=None, tokenizer=""):
-    CASES.append((name, model, text, tokenizer, needles))
+def case(name, model, needles, text=None, tokenizer="", env=""):
+    CASES.append((name, model, text, tokenizer, needles, env))
 
 
 def write(path, data):
@@ -215,15 +219,18 @@ def tiny_gguf_tensors():
 
 
 def gguf_bytes(version=3, kvs=None, tensors=None, n_tensors=None, n_kv=None, ggml_type=0, offset_bump=0,
-               magic=b"GGUF"):
+               magic=b"GGUF", declared=None):
+    """declared: GGUF name -> dims written in the tensor info instead of the real ones (data stays real)."""
     kvs = tiny_gguf_kv() if kvs is None else kvs
     tensors = tiny_gguf_tensors() if tensors is None else tensors
+    declared = declared or {}
     infos, data = b"", b""
     for name, dims in tensors.items():
         n = 1
         for x in dims:
             n *= x
-        infos += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", x) for x in dims)
+        said = declared.get(name, dims)
+        infos += gstr(name) + struct.pack("<I", len(said)) + b"".join(struct.pack("<Q", x) for x in said)
         infos += struct.pack("<IQ", ggml_type, len(data) + offset_bump)
         data += f32(n, 0.01) + bytes(-4 * n % 32)
     head = magic + struct.pack("<IQQ", version, len(tensors) if n_tensors is None else n_tensors,
@@ -247,6 +254,17 @@ def gguf_cases(d):
     tensors = tiny_gguf_tensors()
     del tensors["blk.0.ffn_down.weight"]
     g("gguf_missing_tensor", gguf_bytes(tensors=tensors))
+    # 250000 x 100000 float32 = 100 GB declared in a file of about 2 KB
+    case("gguf_100gb_tensor", write(f"{d}/gguf_100gb_tensor.gguf",
+                                    gguf_bytes(declared={"token_embd.weight": [250000, 100000]})),
+         "gguf_100gb_tensor.gguf,token_embd.weight")
+    # a token list that claims 2^33 strings
+    kvs = tiny_gguf_kv()
+    kvs[10] = gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", GGUF_ARRAY, GGUF_STRING, 2**33) + kvs[10][-200:]
+    g("gguf_huge_token_array", gguf_bytes(kvs=kvs))
+    # configurable ceilings: fewer tensors allowed than the file has
+    case("gguf_over_tensor_limit", write(f"{d}/gguf_over_tensor_limit.gguf", gguf_bytes()),
+         "gguf_over_tensor_limit.gguf,SHRINK_MAX_TENSORS", env="SHRINK_MAX_TENSORS=3")
 
 
 # ---- llama2.c ----
@@ -264,6 +282,10 @@ def l2c_cases(d, data):
     case("l2c_zero_dims", write(f"{d}/l2c_zero_dims.bin", l2c_bytes(dim=0, hidden=0)), "l2c_zero_dims.bin")
     case("l2c_negative_dims", write(f"{d}/l2c_negative_dims.bin", l2c_bytes(layers=-5)), "l2c_negative_dims.bin")
     case("l2c_header_only", write(f"{d}/l2c_header_only.bin", l2c_bytes()[:20]), "l2c_header_only.bin")
+    # a 70B-sized header (about 280 GB of floats) on 1 KB of data
+    case("l2c_100gb_header", write(f"{d}/l2c_100gb_header.bin",
+                                   struct.pack("<7i", 8192, 28672, 80, 64, 8, 32000, 4096) + bytes(1000)),
+         "l2c_100gb_header.bin")
     stories = os.path.join(data, "stories260K.bin")
     if os.path.exists(stories):
         case("l2c_without_tokenizer", stories, "stories260K.bin")
@@ -281,6 +303,15 @@ def other_cases(d, data):
     if os.path.exists(gguf):
         case("empty_text", gguf, "empty.txt", text=write(f"{d}/empty.txt", b""))
         case("missing_text", gguf, "no-such-text.txt", text=f"{d}/no-such-text.txt")
+        # 90 bytes naming token id 16777000: the holes must not become 16M allocated tokens
+        sparse = write(f"{d}/sparse_ids.json", '{"model":{"type":"BPE","byte_fallback":true,'
+                                                '"vocab":{"<unk>":0,"a":16777000},"merges":[]}}')
+        case("tokenizer_sparse_ids", gguf, "sparse_ids.json", tokenizer=sparse)
+        # a gzip bomb: 2 KB that inflate to 4 MB, over a 1 MB text limit
+        import gzip
+        bomb = write(f"{d}/bomb.txt.gz", gzip.compress(b" " * (4 << 20), 9))
+        case("gzip_bomb_text", gguf, "bomb.txt.gz,SHRINK_MAX_TEXT_BYTES", text=bomb,
+             env="SHRINK_MAX_TEXT_BYTES=1000000")
 
 
 def main():
@@ -303,9 +334,9 @@ def main():
     l2c_cases(d, data)
     other_cases(d, data)
     with open(os.path.join(d, "cases.txt"), "w") as f:
-        for name, model, t, tok, needles in CASES:
-            assert "|" not in model + (t or text) + tok + needles
-            f.write(f"{name}|{model}|{t or text}|{tok}|{needles}\n")
+        for name, model, t, tok, needles, env in CASES:
+            assert "|" not in model + (t or text) + tok + needles + env
+            f.write(f"{name}|{model}|{t or text}|{tok}|{needles}|{env}\n")
     print(f"{len(CASES)} cases in {d}/cases.txt")
 
 
