@@ -104,11 +104,11 @@ static const char *metric_name(shrink_metric m)
 	return m == SHRINK_METRIC_OMEGA ? "omega" : m == SHRINK_METRIC_PROXY ? "proxy" : "kl";
 }
 
-/* items: the 2-D tensors; sizes and costs n_items x n_bits. */
+/* items: the 2-D tensors; sizes and costs n_items x n_schemes. */
 static int pareto_items(const shrink_calibration *c, shrink_metric m, int64_t *size, double *cost, int *item,
 			int64_t *n_weights)
 {
-	int n = 0, nb = c->params.n_bits;
+	int n = 0, nb = shrink_calib_n_schemes(&c->params);
 	*n_weights = 0;
 	for (int i = 0; i < c->n_tensors; i++) {
 		const shrink_tensor_sense *t = &c->tensors[i];
@@ -122,6 +122,15 @@ static int pareto_items(const shrink_calibration *c, shrink_metric m, int64_t *s
 		item[n++] = i;
 	}
 	return n;
+}
+
+/* "4", or "4g128" when the candidates have several group sizes */
+static void print_scheme(FILE *out, const shrink_calib_params *p, int i, bool comma)
+{
+	shrink_qscheme s = shrink_calib_scheme(p, i);
+	fprintf(out, comma ? ",%d" : "%d", s.bits);
+	if (p->n_groups > 1)
+		fprintf(out, "g%d", s.group_size);
 }
 
 static char *pareto_text(const shrink_calibration *c, shrink_metric m, const shrink_pareto_front *f, const int *item,
@@ -143,7 +152,7 @@ static char *pareto_text(const shrink_calibration *c, shrink_metric m, const shr
 		fprintf(out, "%lld\t%.6f\t%.9g\t", (long long)f->size_bytes[k], 8.0 * f->size_bytes[k] / n_weights,
 			f->cost[k]);
 		for (int i = 0; i < f->n_items; i++)
-			fprintf(out, "%s%d", i ? "," : "", c->params.bits[f->choice[k * f->n_items + i]]);
+			print_scheme(out, &c->params, f->choice[k * f->n_items + i], i > 0);
 		fputc('\n', out);
 	}
 	fclose(out);
@@ -152,7 +161,7 @@ static char *pareto_text(const shrink_calibration *c, shrink_metric m, const shr
 
 shrink_status shrink_pareto_write(const shrink_calibration *c, shrink_metric m, const char *path, shrink_error *err)
 {
-	int nb = c->params.n_bits;
+	int nb = shrink_calib_n_schemes(&c->params);
 	int64_t *size = malloc((size_t)c->n_tensors * nb * sizeof *size), n_weights;
 	double *cost = malloc((size_t)c->n_tensors * nb * sizeof *cost);
 	int *item = malloc((size_t)c->n_tensors * sizeof *item);

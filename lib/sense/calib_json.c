@@ -2,7 +2,7 @@
  * "shrink-calibration" version 1, documented field by field in
  * shrink-calibrate(1). Fields a run did not measure are null. The text holds
  * no times or host details, so the same inputs give the same bytes.
- * Not here: reading the file back (lib/alloc), the imatrix and Pareto files. */
+ * Not here: reading the file back (calib_read.c), the imatrix and Pareto files. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,17 +49,18 @@ static cJSON *hessian_json(const shrink_calibration *c)
 static cJSON *schemes_json(const shrink_calib_params *p)
 {
 	cJSON *a = cJSON_CreateArray();
-	for (int b = 0; b < p->n_bits; b++) {
+	for (int b = 0; b < shrink_calib_n_schemes(p); b++) {
+		shrink_qscheme q = shrink_calib_scheme(p, b);
 		cJSON *s = cJSON_CreateObject();
-		cJSON_AddNumberToObject(s, "bits", p->bits[b]);
-		cJSON_AddNumberToObject(s, "group_size", p->group_size);
+		cJSON_AddNumberToObject(s, "bits", q.bits);
+		cJSON_AddNumberToObject(s, "group_size", q.group_size);
 		cJSON_AddBoolToObject(s, "symmetric", p->symmetric);
 		cJSON_AddItemToArray(a, s);
 	}
 	return a;
 }
 
-static cJSON *tensor_json(const shrink_tensor_sense *t, int n_bits)
+static cJSON *tensor_json(const shrink_tensor_sense *t, int n_schemes)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "name", t->name);
@@ -73,10 +74,11 @@ static cJSON *tensor_json(const shrink_tensor_sense *t, int n_bits)
 	cJSON_AddNumberToObject(o, "iterations", t->iterations);
 	cJSON_AddBoolToObject(o, "converged", t->converged);
 	cJSON *a = cJSON_AddArrayToObject(o, "schemes");
-	for (int b = 0; t->schemes && b < n_bits; b++) {
+	for (int b = 0; t->schemes && b < n_schemes; b++) {
 		const shrink_scheme_sense *e = &t->schemes[b];
 		cJSON *s = cJSON_CreateObject();
 		cJSON_AddNumberToObject(s, "bits", e->bits);
+		cJSON_AddNumberToObject(s, "group_size", e->group_size);
 		cJSON_AddNumberToObject(s, "size_bits", (double)e->size_bits);
 		add_num(s, "dw_sq", e->dw_sq);
 		add_num(s, "omega", e->omega);
@@ -117,7 +119,7 @@ char *shrink_calibration_json(const shrink_calibration *c, const char *model, co
 	cJSON_AddItemToObject(j, "schemes", schemes_json(&c->params));
 	cJSON *a = cJSON_AddArrayToObject(j, "tensors");
 	for (int i = 0; i < c->n_tensors; i++)
-		cJSON_AddItemToArray(a, tensor_json(&c->tensors[i], c->params.n_bits));
+		cJSON_AddItemToArray(a, tensor_json(&c->tensors[i], shrink_calib_n_schemes(&c->params)));
 	char *text = cJSON_Print(j);
 	cJSON_Delete(j);
 	return text;

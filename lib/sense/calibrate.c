@@ -30,14 +30,29 @@ void shrink_calib_defaults(shrink_calib_params *p)
 	p->symmetric = true;
 }
 
+int shrink_calib_n_schemes(const shrink_calib_params *p)
+{
+	return p->n_bits * (p->n_groups > 0 ? p->n_groups : 1);
+}
+
+shrink_qscheme shrink_calib_scheme(const shrink_calib_params *p, int i)
+{
+	int g = p->n_groups > 0 ? p->n_groups : 1;
+	shrink_qscheme s = {p->bits[i / g], p->n_groups > 0 ? p->groups[i % g] : p->group_size, p->symmetric};
+	return s;
+}
+
 static shrink_status check_params(const shrink_calib_params *p, shrink_error *err)
 {
 	if (p->n_bits < 1 || p->n_bits > SHRINK_CALIB_MAX_SCHEMES)
 		return shrink_fail(err, SHRINK_EUSAGE, "calibration: %d candidate bit widths (1..%d)", p->n_bits,
 				   SHRINK_CALIB_MAX_SCHEMES);
-	for (int b = 0; b < p->n_bits; b++) {
+	if (p->n_groups < 0 || p->n_groups > SHRINK_CALIB_MAX_GROUPS)
+		return shrink_fail(err, SHRINK_EUSAGE, "calibration: %d candidate group sizes (0..%d)", p->n_groups,
+				   SHRINK_CALIB_MAX_GROUPS);
+	for (int b = 0; b < shrink_calib_n_schemes(p); b++) {
 		shrink_qscheme s = sense_scheme(p, b);
-		shrink_status st = shrink_qscheme_check(&s, p->group_size ? p->group_size : 1, err);
+		shrink_status st = shrink_qscheme_check(&s, s.group_size ? s.group_size : 1, err);
 		if (st)
 			return st;
 	}
@@ -63,12 +78,12 @@ static shrink_status tensors_init(sense_run *r, shrink_error *err)
 		t->trace = t->trace_se = NAN;
 		if (q->cols == 0)
 			continue;
-		if (!(t->schemes = calloc((size_t)p->n_bits, sizeof *t->schemes)))
+		if (!(t->schemes = calloc((size_t)shrink_calib_n_schemes(p), sizeof *t->schemes)))
 			return shrink_fail(err, SHRINK_EIO, "out of memory");
-		for (int b = 0; b < p->n_bits; b++) {
+		for (int b = 0; b < shrink_calib_n_schemes(p); b++) {
 			shrink_qscheme s = sense_scheme(p, b);
 			shrink_scheme_sense *e = &t->schemes[b];
-			e->bits = p->bits[b];
+			e->bits = s.bits, e->group_size = s.group_size;
 			e->size_bits = (int64_t)shrink_qmatrix_bytes(&s, q->rows, q->cols) * 8;
 			e->dw_sq = e->omega = e->proxy = e->kl = NAN;
 		}
@@ -134,7 +149,7 @@ static shrink_status scheme_pass(sense_run *r, shrink_error *err)
 	for (int i = 0; !st && i < r->lay.n; i++) {
 		const shrink_param *q = &r->lay.params[i];
 		shrink_tensor_sense *t = &r->out->tensors[i];
-		for (int b = 0; !st && q->cols > 0 && b < r->p->n_bits; b++) {
+		for (int b = 0; !st && q->cols > 0 && b < shrink_calib_n_schemes(r->p); b++) {
 			shrink_qscheme s = sense_scheme(r->p, b);
 			if ((st = sense_qdq(r->theta + q->offset, q->rows, q->cols, &s, wq, err))) {
 				shrink_fail_prefix(err, "tensor '%s': ", q->name);

@@ -121,7 +121,7 @@ static shrink_status tensor_kl(sense_run *r, kl_work *k, const shrink_param *p, 
 	shrink_tensor *t = shrink_tensor_set_find_mut(&k->m->file.weights, p->src->name);
 	shrink_tensor saved = *t;
 	shrink_status st = SHRINK_OK;
-	for (int b = 0; !st && b < cp->n_bits; b++) {
+	for (int b = 0; !st && b < shrink_calib_n_schemes(cp); b++) {
 		shrink_qscheme s = sense_scheme(cp, b);
 		if ((st = sense_qdq(r->theta + p->offset, p->rows, p->cols, &s, k->wq, err)))
 			break;
@@ -152,7 +152,7 @@ static shrink_status kl_setup(sense_run *r, kl_work *k, shrink_error *err)
 				   ref_n * sizeof(float) >> 20, MAX_REF_BYTES >> 20);
 	for (int i = 0; i < r->lay.n; i++) {
 		max_numel = (size_t)r->lay.params[i].numel > max_numel ? (size_t)r->lay.params[i].numel : max_numel;
-		k->total += r->lay.params[i].cols > 0 ? cp->n_bits : 0;
+		k->total += r->lay.params[i].cols > 0 ? shrink_calib_n_schemes(cp) : 0;
 	}
 	shrink_status st = shadow_new(r->model, &k->m, err);
 	if (!st)

@@ -161,7 +161,7 @@ static shrink_status weight_proxy(sense_run *r, const shrink_param *p, const lay
 	float *wq = malloc((size_t)p->numel * sizeof *wq);
 	void *s1 = malloc(n1), *s2 = malloc(n2);
 	shrink_status st = !wq || !s1 || !s2 ? shrink_fail(err, SHRINK_EIO, "out of memory for the proxy") : SHRINK_OK;
-	for (int b = 0; !st && b < r->p->n_bits; b++) {
+	for (int b = 0; !st && b < shrink_calib_n_schemes(r->p); b++) {
 		shrink_qscheme s = sense_scheme(r->p, b);
 		if (!(st = sense_qdq(w, p->rows, p->cols, &s, wq, err)))
 			ts->schemes[b].proxy += proxy_of(a, site, w, wq, p, s1, s2);
@@ -209,7 +209,7 @@ static shrink_status embed_proxy(sense_run *r, shrink_error *err)
 	for (int64_t i = 0; !st && i < n_win; i++)
 		count[r->windows[i]] += 1;
 	const float *w = r->theta + p->offset;
-	for (int b = 0; !st && b < r->p->n_bits; b++) {
+	for (int b = 0; !st && b < shrink_calib_n_schemes(r->p); b++) {
 		shrink_qscheme s = sense_scheme(r->p, b);
 		if ((st = sense_qdq(w, p->rows, p->cols, &s, wq, err)))
 			break;
@@ -259,7 +259,7 @@ shrink_status sense_layer_pass(sense_run *r, shrink_error *err)
 	const shrink_calib_params *p = r->p;
 	bool proxy = p->hessian != SHRINK_HESSIAN_NONE;
 	for (int i = 0; proxy && i < r->out->n_tensors; i++)
-		for (int b = 0; r->out->tensors[i].schemes && b < p->n_bits; b++)
+		for (int b = 0; r->out->tensors[i].schemes && b < shrink_calib_n_schemes(p); b++)
 			r->out->tensors[i].schemes[b].proxy = 0;
 	float *x_all = malloc((size_t)p->n_samples * p->ctx * r->lay.config->dim * sizeof *x_all);
 	if (!x_all)

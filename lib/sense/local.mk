@@ -5,7 +5,7 @@ lib_libshrink_la_SOURCES += lib/model/train_params.c lib/model/train.c lib/model
 	lib/model/train_ops.c lib/model/train_ops.h lib/model/train_attention.c lib/model/backward.c \
 	lib/sense/sense_impl.h lib/sense/windows.c lib/sense/hvp.c lib/sense/hutchinson.c lib/sense/pareto.c \
 	lib/sense/qdq.c lib/sense/layerstats.c lib/sense/kl.c lib/sense/calibrate.c lib/sense/calib_json.c \
-	lib/sense/calib_files.c
+	lib/sense/calib_files.c lib/sense/calib_read.c
 
 bin_PROGRAMS += tools/shrink-calibrate
 tools_shrink_calibrate_SOURCES = tools/shrink-calibrate.c tools/cli.c tools/cli.h

@@ -19,8 +19,7 @@ typedef struct {
 
 static inline shrink_qscheme sense_scheme(const shrink_calib_params *p, int i)
 {
-	shrink_qscheme s = {p->bits[i], p->group_size, p->symmetric};
-	return s;
+	return shrink_calib_scheme(p, i);
 }
 
 static inline void sense_progress(const sense_run *r, const char *phase, int done, int total)
