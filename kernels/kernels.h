@@ -43,4 +43,22 @@ void shrink_kernel_linear_q(const shrink_kq *w, const float *x, int n_tok, float
 /* Dequantize row r into out[cols]. */
 void shrink_kernel_dequant_q_row(const shrink_kq *w, int64_t r, float *out);
 
+/* The int8 path (qdot_i8.c): y = x W^T with x rounded to int8 per block of
+ * 32 columns (blocks start at column 0 and never straddle a weight group)
+ * and exact integer block dots against the codes:
+ *   y[t, r] = sum_g s[r,g] * sum_{b in g} d_b * sum_{j in b} xq_j * (q[r,j] - zero[r,g]).
+ * Slightly different numbers from shrink_kernel_linear_q (the rounding of x);
+ * what llama.cpp does for Q4_0/Q8_0. For 4- and 8-bit weights with groups a
+ * multiple of 32 or one group per row (shrink_kernel_linear_q_i8_ok). */
+typedef enum { SHRINK_KI8_AUTO, SHRINK_KI8_C, SHRINK_KI8_AVX2, SHRINK_KI8_VNNI } shrink_ki8_impl;
+int shrink_kernel_linear_q_i8_ok(const shrink_kq *w);
+/* Whether this CPU runs impl (AUTO and C always). */
+int shrink_kernel_i8_available(shrink_ki8_impl impl);
+/* 0 on success; -1 (y untouched) when the shape is not supported, impl is
+ * not available, or memory for the int8 activations is short. */
+int shrink_kernel_linear_q_i8(const shrink_kq *w, const float *x, int n_tok, float *y, shrink_ki8_impl impl);
+/* One block of n <= 32 values: amax = max|x|, q[j] = nearbyintf(x[j] * (127.0f / amax))
+ * (0 when amax is 0), *sum = sum of q; returns d = amax / 127.0f. */
+float shrink_kernel_quantize_i8(const float *x, int n, int8_t *q, int32_t *sum);
+
 #endif

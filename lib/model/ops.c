@@ -7,6 +7,9 @@
 #include "ops.h"
 #include "shrink/quant.h"
 
+/* below this many tokens quantized weights take the int8 path (kernels.h) */
+#define LINEAR_I8_MAX_TOKENS 8
+
 float op_elem(const shrink_tensor *t, int64_t i)
 {
 	switch (t->dtype) {
@@ -69,7 +72,11 @@ void op_linear(const shrink_tensor *w, const shrink_tensor *b, const float *x, i
 	int64_t rows = w->shape[0], cols = w->shape[1];
 	if (w->dtype == SHRINK_QPACKED) {
 		shrink_kq q = kq_of(w);
-		shrink_kernel_linear_q(&q, x, n_tok, y, scratch);
+		/* decode: int8 activations and integer dots where the scheme has them,
+		 * as llama.cpp does (rounds x slightly); else codes expanded to float */
+		bool i8 = n_tok < LINEAR_I8_MAX_TOKENS && shrink_kernel_linear_q_i8_ok(&q);
+		if (!i8 || shrink_kernel_linear_q_i8(&q, x, n_tok, y, SHRINK_KI8_AUTO) != 0)
+			shrink_kernel_linear_q(&q, x, n_tok, y, scratch);
 	} else {
 		shrink_kernel_linear(w->data, kw_type(w->dtype), rows, cols, x, n_tok, y, scratch);
 	}

@@ -1,9 +1,11 @@
 /* test_kernels.c: the CPU kernels against float64 recomputation: float
  * linear (f32/f16/bf16, few and many tokens) and the fused quantized linear
  * for every bit width, group size, symmetric or not, odd shapes, few tokens
- * (register dequantization) and many (block dequantization + sgemm). */
+ * (register dequantization) and many (block dequantization + sgemm); the
+ * int8-activation path against exact integer sums, and its thread independence. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include "kernels.h"
@@ -109,5 +111,175 @@ Test(kernels, float_linear_matches_float64)
 			cr_expect_lt(e, 1e-5, "type %d tokens %d: rel err %g", kind, n, e);
 		}
 		free(w), free(x), free(y), free(h), free(bf), free(scratch), free(ref);
+	}
+}
+
+/* The int8 path's activation rounding, written out from its definition in
+ * kernels.h: per block of 32 columns, d = max|x|/127, codes round(x * 127/max|x|). */
+static float ref_quantize_block(const float *x, int n, int *q)
+{
+	float amax = 0;
+	for (int j = 0; j < n; j++)
+		amax = fmaxf(amax, fabsf(x[j]));
+	for (int j = 0; j < n; j++)
+		q[j] = amax > 0 ? (int)nearbyintf(x[j] * (127.0f / amax)) : 0;
+	return amax / 127.0f;
+}
+
+Test(kernels, int8_block_quantizer)
+{
+	float x[32];
+	int8_t q[32];
+	int ref[32];
+	int32_t sum;
+	for (int n = 1; n <= 32; n += 7) {
+		for (int rep = 0; rep < 50; rep++) {
+			for (int j = 0; j < n; j++)
+				x[j] = frand() * (rep + 1);
+			float d = shrink_kernel_quantize_i8(x, n, q, &sum);
+			float dr = ref_quantize_block(x, n, ref);
+			cr_assert_eq(d, dr);
+			int64_t s = 0, amax = 0;
+			for (int j = 0; j < n; j++) {
+				cr_assert_eq(q[j], ref[j], "n %d j %d", n, j);
+				cr_assert_leq(fabs(x[j] - (double)d * q[j]), 0.5001 * d);
+				s += q[j];
+				amax = q[j] > amax ? q[j] : -q[j] > amax ? -q[j] : amax;
+			}
+			cr_assert_eq(sum, s);
+			cr_assert_eq(amax, 127);
+		}
+	}
+	for (int j = 0; j < 32; j++)
+		x[j] = 0;
+	cr_assert_eq(shrink_kernel_quantize_i8(x, 32, q, &sum), 0.0f);
+	cr_assert_eq(sum, 0);
+}
+
+/* ref[t, r] = sum_g s * sum_b d_b * isum_b with the integer sums exact in
+ * int64 and the rest in float64; bound[t, r] = the same over absolute values,
+ * which scales the tolerance of the kernel's float products and sums. */
+static void ref_linear_i8(const shrink_kq *k, const float *x, int n_tok, double *ref, double *bound)
+{
+	uint8_t *codes = malloc(k->cols);
+	int *xq = malloc(k->cols * sizeof(int));
+	float *d = malloc(((k->cols + 31) / 32) * sizeof(float));
+	for (int t = 0; t < n_tok; t++) {
+		for (int64_t b = 0; b * 32 < k->cols; b++)
+			d[b] = ref_quantize_block(x + t * k->cols + b * 32, k->cols - b * 32 < 32 ? (int)(k->cols - b * 32) : 32,
+						  xq + b * 32);
+		for (int64_t r = 0; r < k->rows; r++) {
+			shrink_unpack_bits(k->q + r * k->row_bytes, k->cols, k->bits, codes);
+			double acc = 0, mag = 0;
+			for (int64_t b = 0; b * 32 < k->cols; b++) {
+				int64_t g = b * 32 / k->group, isum = 0;
+				int zero = k->zeros ? k->zeros[r * k->n_groups + g] : 1 << (k->bits - 1);
+				for (int64_t c = b * 32; c < b * 32 + 32 && c < k->cols; c++)
+					isum += (int64_t)xq[c] * (codes[c] - zero);
+				double term = (double)shrink_f16_to_f32(k->scales[r * k->n_groups + g]) * d[b] * (double)isum;
+				acc += term;
+				mag += fabs(term);
+			}
+			ref[t * k->rows + r] = acc;
+			bound[t * k->rows + r] = mag;
+		}
+	}
+	free(codes), free(xq), free(d);
+}
+
+static void check_i8(int bits, int group, bool sym, int64_t rows, int64_t cols, int n_tok)
+{
+	shrink_qscheme s = {bits, group, sym};
+	shrink_error err = {0};
+	float *w = malloc(rows * cols * 4), *x = malloc(n_tok * cols * 4), *y = malloc(n_tok * rows * 4);
+	float *yf = malloc(n_tok * rows * 4), *scratch = malloc(shrink_kernel_linear_scratch(rows, cols, n_tok) * 4 + 4);
+	double *ref = malloc(n_tok * rows * 8), *bound = malloc(n_tok * rows * 8);
+	for (int64_t i = 0; i < rows * cols; i++)
+		w[i] = frand();
+	for (int64_t i = 0; i < n_tok * cols; i++)
+		x[i] = frand() * (i % 7 == 0 ? 4 : 1); /* uneven magnitudes across blocks */
+	int64_t groups = shrink_qscheme_groups(&s, cols);
+	uint8_t *q = malloc(rows * shrink_qrow_bytes(bits, cols)), *z = sym ? NULL : malloc(rows * groups);
+	uint16_t *sc = malloc(rows * groups * 2);
+	cr_assert_eq(shrink_quantize_rtn(w, rows, cols, &s, false, q, sc, z, &err), SHRINK_OK, "%s", err.msg);
+	shrink_kq k = {bits, group ? group : (int)cols, rows, cols, groups, shrink_qrow_bytes(bits, cols), q, sc, z};
+	cr_assert(shrink_kernel_linear_q_i8_ok(&k));
+	ref_linear_i8(&k, x, n_tok, ref, bound);
+	shrink_kernel_linear_q(&k, x, n_tok, yf, scratch);
+	shrink_ki8_impl impls[] = {SHRINK_KI8_C, SHRINK_KI8_AVX2, SHRINK_KI8_VNNI, SHRINK_KI8_AUTO};
+	for (int i = 0; i < 4; i++) {
+		if (!shrink_kernel_i8_available(impls[i]))
+			continue;
+		cr_assert_eq(shrink_kernel_linear_q_i8(&k, x, n_tok, y, impls[i]), 0);
+		double worst = 0, far = 0, m = 1e-12;
+		for (int64_t j = 0; j < n_tok * rows; j++) {
+			worst = fmax(worst, fabs(y[j] - ref[j]) / (bound[j] + 1e-30));
+			far = fmax(far, fabs(yf[j] - ref[j]));
+			m = fmax(m, fabs(ref[j]));
+		}
+		cr_expect_lt(worst, 4e-6, "impl %d bits %d group %d %s %lldx%lld tokens %d: error %g of the magnitude",
+			     impls[i], bits, group, sym ? "sym" : "asym", (long long)rows, (long long)cols, n_tok, worst);
+		/* and still the same product as the float-activation kernel, to the
+		 * rounding of x (about 1/254 of each block's largest value) */
+		cr_expect_lt(far / m, 0.03, "bits %d group %d: int8 and float paths differ by %g", bits, group, far / m);
+	}
+	free(w), free(x), free(y), free(yf), free(scratch), free(ref), free(bound), free(q), free(z), free(sc);
+}
+
+Test(kernels, int8_linear_matches_exact_integer_reference)
+{
+	int bits[] = {4, 8}, groups[] = {32, 64, 128, 0}, toks[] = {1, 3, 8};
+	for (int b = 0; b < 2; b++)
+		for (int g = 0; g < 4; g++)
+			for (int t = 0; t < 3; t++) {
+				check_i8(bits[b], groups[g], true, 37, 256, toks[t]);
+				check_i8(bits[b], groups[g], false, 19, 160, toks[t]); /* short last group */
+				check_i8(bits[b], groups[g], false, 7, 96, toks[t]);
+			}
+	for (int b = 0; b < 2; b++) {
+		check_i8(bits[b], 0, false, 5, 33, 2);	 /* per row, a one-column last block */
+		check_i8(bits[b], 0, true, 3, 100, 1);	 /* per row, a 4-column last block */
+		check_i8(bits[b], 32, false, 9, 45, 2);	 /* a short last group of 13 */
+		check_i8(bits[b], 64, true, 11, 577, 1); /* odd width, one column past the blocks */
+	}
+}
+
+Test(kernels, int8_linear_refuses_other_schemes)
+{
+	uint8_t q[64] = {0};
+	uint16_t sc[8] = {0};
+	float x[48] = {0}, y[2] = {0};
+	shrink_kq k3 = {3, 32, 2, 48, 2, shrink_qrow_bytes(3, 48), q, sc, NULL};
+	shrink_kq g16 = {4, 16, 2, 48, 3, shrink_qrow_bytes(4, 48), q, sc, NULL};
+	cr_assert(!shrink_kernel_linear_q_i8_ok(&k3));
+	cr_assert(!shrink_kernel_linear_q_i8_ok(&g16));
+	cr_assert_eq(shrink_kernel_linear_q_i8(&k3, x, 1, y, SHRINK_KI8_AUTO), -1);
+	cr_assert_eq(shrink_kernel_linear_q_i8(&g16, x, 1, y, SHRINK_KI8_C), -1);
+}
+
+Test(kernels, int8_linear_same_bits_for_any_thread_count)
+{
+	int64_t rows = 301, cols = 576;
+	int bits[] = {4, 8};
+	for (int b = 0; b < 2; b++) {
+		shrink_qscheme s = {bits[b], 32, false};
+		shrink_error err = {0};
+		float *w = malloc(rows * cols * 4), *x = malloc(2 * cols * 4), *y1 = malloc(2 * rows * 4),
+		      *y3 = malloc(2 * rows * 4);
+		for (int64_t i = 0; i < rows * cols; i++)
+			w[i] = frand();
+		for (int64_t i = 0; i < 2 * cols; i++)
+			x[i] = frand();
+		int64_t groups = shrink_qscheme_groups(&s, cols);
+		uint8_t *q = malloc(rows * shrink_qrow_bytes(bits[b], cols)), *z = malloc(rows * groups);
+		uint16_t *sc = malloc(rows * groups * 2);
+		cr_assert_eq(shrink_quantize_rtn(w, rows, cols, &s, false, q, sc, z, &err), SHRINK_OK, "%s", err.msg);
+		shrink_kq k = {bits[b], 32, rows, cols, groups, shrink_qrow_bytes(bits[b], cols), q, sc, z};
+		omp_set_num_threads(1);
+		cr_assert_eq(shrink_kernel_linear_q_i8(&k, x, 2, y1, SHRINK_KI8_AUTO), 0);
+		omp_set_num_threads(3);
+		cr_assert_eq(shrink_kernel_linear_q_i8(&k, x, 2, y3, SHRINK_KI8_AUTO), 0);
+		cr_assert_arr_eq(y1, y3, 2 * rows * 4, "bits %d: results depend on the thread count", bits[b]);
+		free(w), free(x), free(y1), free(y3), free(q), free(z), free(sc);
 	}
 }
