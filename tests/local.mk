@@ -22,6 +22,10 @@ tests_unit_test_model_SOURCES = tests/unit/test_model.c
 tests_unit_test_model_LDADD = $(UNIT_LIBS)
 tests_unit_test_kernels_SOURCES = tests/unit/test_kernels.c
 tests_unit_test_kernels_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/unit/test_alloc
+tests_unit_test_alloc_SOURCES = tests/unit/test_alloc.c
+tests_unit_test_alloc_LDADD = $(UNIT_LIBS)
+TESTS += tests/unit/test_alloc
 TESTS += tests/unit/test_base tests/unit/test_tensor tests/unit/test_io tests/unit/test_text tests/unit/test_model \
 	tests/unit/test_kernels
 endif
@@ -32,5 +36,7 @@ tests_ref_logits_SOURCES = tests/ref/logits.c
 tests_ref_dump_tensor_SOURCES = tests/ref/dump_tensor.c
 
 TESTS += tests/ref/test_forward.py tests/ref/test_gguf_dequant.py \
-	tests/cli/test_run.sh tests/cli/test_eval.sh tests/cli/test_bad_input.sh tests/cli/test_quantize.sh tests/cli/test_man.sh
-EXTRA_DIST += $(TESTS) tests/ref/reference.py tests/ref/modelgen.py tests/cli/lib.sh tests/cli/make_bad_inputs.py
+	tests/cli/test_run.sh tests/cli/test_eval.sh tests/cli/test_bad_input.sh tests/cli/test_quantize.sh tests/cli/test_man.sh \
+	tests/cli/test_alloc.sh tests/cli/test_crash.sh tests/cuda/test_device.sh
+EXTRA_DIST += $(TESTS) tests/ref/reference.py tests/ref/modelgen.py tests/cli/lib.sh tests/cli/make_bad_inputs.py \
+	tests/fuzz

@@ -37,7 +37,8 @@ _Noreturn static void usage(void)
 	       "      --max-iter N       Hutchinson iterations at most (default 100)\n"
 	       "      --checkpoint       keep only block inputs and recompute blocks in the backward pass\n"
 	       "      --bits LIST        candidate bit widths, comma-separated (default 2,3,4,5,6,8)\n"
-	       "      --group N          quantization group size, 0 = one group per row (default 128)\n"
+	       "      --group LIST       group sizes, comma-separated (up to 4; each bit width is tried\n"
+	       "                         with each), 0 = one group per row (default 128)\n"
 	       "      --asym             asymmetric quantization (default symmetric)\n"
 	       "      --measure kl       also measure the KL divergence with each tensor alone quantized\n"
 	       "      --imatrix FILE     write per-channel activation mean squares (safetensors)\n"
@@ -72,6 +73,29 @@ static void parse_bits(const char *s, shrink_calib_params *p)
 			return;
 		s = end + 1;
 	}
+}
+
+static void parse_groups(const char *s, shrink_calib_params *p)
+{
+	char *end;
+	p->n_groups = 0;
+	for (;;) {
+		if (p->n_groups == SHRINK_CALIB_MAX_GROUPS)
+			cli_usage_error("--group %s: at most %d group sizes", s, SHRINK_CALIB_MAX_GROUPS);
+		long g = strtol(s, &end, 10);
+		if (end == s || (*end && *end != ',') || g < 0 || g > 1024)
+			cli_usage_error("--group: expected a comma-separated list of group sizes (0..1024)");
+		for (int i = 0; i < p->n_groups; i++)
+			if (p->groups[i] == g)
+				cli_usage_error("--group: %ld given twice", g);
+		p->groups[p->n_groups++] = (int)g;
+		if (!*end)
+			break;
+		s = end + 1;
+	}
+	p->group_size = p->groups[0];
+	if (p->n_groups == 1)
+		p->n_groups = 0; /* one group size: the file looks as before */
 }
 
 static int pick(const char *opt, const char *v, const char *const *names, int n)
@@ -110,7 +134,7 @@ static void parse_long(int c, options *o)
 	case O_MAX: p->max_iter = (int)cli_long("--max-iter", optarg, 1, 1000000); break;
 	case O_CKPT: p->checkpoint = true; break;
 	case O_BITS: parse_bits(optarg, p); break;
-	case O_GROUP: p->group_size = (int)cli_long("--group", optarg, 0, 1024); break;
+	case O_GROUP: parse_groups(optarg, p); break;
 	case O_ASYM: p->symmetric = false; break;
 	case O_MEASURE:
 		if (strcmp(optarg, "kl") != 0)
@@ -205,7 +229,7 @@ static void write_outputs(const options *o, const shrink_calibration *c, shrink_
 
 int main(int argc, char **argv)
 {
-	cli_prog = "shrink-calibrate";
+	cli_start("shrink-calibrate");
 	options o = {0};
 	shrink_calib_defaults(&o.p);
 	parse(argc, argv, &o);

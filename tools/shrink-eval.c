@@ -10,7 +10,7 @@
 #include "cli.h"
 
 typedef struct {
-	const char *model, *file, *ref, *tokenizer, *kv;
+	const char *model, *file, *ref, *tokenizer, *kv, *device;
 	long ctx, chunks, threads;
 	bool json, bench, verify;
 	double max_ppl, max_ppl_ratio, max_kl, min_top1; /* NAN = gate off */
@@ -37,6 +37,7 @@ _Noreturn static void usage(void)
 	       "      --max-kl X         gate: fail if mean KL divergence > X (needs --ref)\n"
 	       "      --min-top1 X       gate: fail if top-1 agreement < X, a fraction in [0,1] (needs --ref)\n"
 	       "  -t, --threads N        threads (default: all cores); results do not depend on it\n"
+	       "      --device DEV       cpu (default) or cuda (MODEL and --ref on the GPU; KV cache f16)\n"
 	       "      --progress         show a progress bar even when stderr is not a terminal\n"
 	       "  -q, --quiet            no progress bar\n"
 	       "  -h, --help             show this help and exit\n"
@@ -49,13 +50,13 @@ _Noreturn static void usage(void)
 
 static void parse(int argc, char **argv, options *o)
 {
-	enum { O_CHUNKS = 256, O_REF, O_TOK, O_KV, O_JSON, O_BENCH, O_MAXPPL, O_MAXRATIO, O_MAXKL, O_MINTOP1, O_PROGRESS, O_VERIFY };
+	enum { O_CHUNKS = 256, O_REF, O_TOK, O_KV, O_JSON, O_BENCH, O_MAXPPL, O_MAXRATIO, O_MAXKL, O_MINTOP1, O_PROGRESS, O_VERIFY, O_DEV };
 	static const struct option longs[] = {
 		{"file", 1, 0, 'f'},	     {"ctx", 1, 0, 'c'},	      {"chunks", 1, 0, O_CHUNKS}, {"ref", 1, 0, O_REF},
 		{"tokenizer", 1, 0, O_TOK},  {"kv", 1, 0, O_KV},	      {"json", 0, 0, O_JSON},	  {"bench", 0, 0, O_BENCH},
 		{"max-ppl", 1, 0, O_MAXPPL}, {"max-ppl-ratio", 1, 0, O_MAXRATIO}, {"max-kl", 1, 0, O_MAXKL},
 		{"min-top1", 1, 0, O_MINTOP1}, {"threads", 1, 0, 't'},	{"progress", 0, 0, O_PROGRESS},
-		{"verify", 0, 0, O_VERIFY}, {"quiet", 0, 0, 'q'},	     {"help", 0, 0, 'h'},	      {"version", 0, 0, 'V'},	  {0, 0, 0, 0}};
+		{"verify", 0, 0, O_VERIFY}, {"device", 1, 0, O_DEV},	{"quiet", 0, 0, 'q'},	     {"help", 0, 0, 'h'},	      {"version", 0, 0, 'V'},	  {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "f:c:t:qhV", longs, NULL)) != -1) {
 		switch (c) {
@@ -68,6 +69,7 @@ static void parse(int argc, char **argv, options *o)
 		case O_JSON: o->json = true; break;
 		case O_BENCH: o->bench = true; break;
 		case O_VERIFY: o->verify = true; break;
+		case O_DEV: o->device = optarg; break;
 		case O_MAXPPL: o->max_ppl = cli_double("--max-ppl", optarg, 0, INFINITY); break;
 		case O_MAXRATIO: o->max_ppl_ratio = cli_double("--max-ppl-ratio", optarg, 0, INFINITY); break;
 		case O_MAXKL: o->max_kl = cli_double("--max-kl", optarg, 0, INFINITY); break;
@@ -88,6 +90,11 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("no model given");
 	if (!o->file && !o->verify)
 		cli_usage_error("no text given (-f TEXT)");
+	if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
+		cli_usage_error("--device %s: expected cpu or cuda", o->device);
+	if (strcmp(o->device, "cuda") == 0 && o->kv && strcmp(o->kv, "f16") != 0 && strcmp(o->kv, "f32") != 0)
+		cli_usage_error("--kv %s: with --device cuda the KV cache is f16 on the GPU (f16 or f32 accepted); "
+				"compressed KV caches run on the CPU only", o->kv);
 	if (!o->ref && (!isnan(o->max_ppl_ratio) || !isnan(o->max_kl) || !isnan(o->min_top1)))
 		cli_usage_error("--max-ppl-ratio, --max-kl and --min-top1 need --ref MODEL");
 }
@@ -188,8 +195,8 @@ static int check_gates(const options *o, const shrink_ppl_result *r)
 
 int main(int argc, char **argv)
 {
-	cli_prog = "shrink-eval";
-	options o = {.ctx = 512, .max_ppl = NAN, .max_ppl_ratio = NAN, .max_kl = NAN, .min_top1 = NAN};
+	cli_start("shrink-eval");
+	options o = {.device = "cpu", .ctx = 512, .max_ppl = NAN, .max_ppl_ratio = NAN, .max_kl = NAN, .min_top1 = NAN};
 	parse(argc, argv, &o);
 	shrink_set_threads(o.threads ? (int)o.threads : cli_default_threads());
 	shrink_model *m = cli_load_model(o.model, o.tokenizer, !o.verify);
@@ -200,11 +207,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	shrink_model *ref = o.ref ? cli_load_model(o.ref, o.tokenizer, false) : NULL;
+	shrink_error err = {0};
+	if (shrink_model_set_device(m, o.device, &err) || (ref && shrink_model_set_device(ref, o.device, &err)))
+		cli_exit_error(&err);
 	size_t n;
 	int *tokens = cli_tokenize_file(m, o.file, true, &n);
 	shrink_ppl_params p = {.ctx = (int)o.ctx, .max_chunks = (int)o.chunks, .kv_spec = o.kv, .progress = cli_progress};
 	shrink_ppl_result r;
-	shrink_error err = {0};
 	if (shrink_eval_perplexity(m, ref, tokens, n, &p, &r, &err)) {
 		if (err.code == SHRINK_EINPUT)
 			shrink_fail_prefix(&err, "%s: ", o.file);

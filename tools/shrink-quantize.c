@@ -1,8 +1,11 @@
 /* shrink-quantize: quantize a model's weights (RTN or GPTQ) into a shrink
- * container. Argument handling, the plan printout and signal-safe cleanup
- * live here; planning and quantizing are lib/quant. */
+ * container, with one scheme for all or, under a size budget, one per tensor
+ * chosen from a calibration file. Argument handling, the plan and allocation
+ * printouts and signal-safe cleanup live here; planning and quantizing are
+ * lib/quant, choosing schemes lib/alloc. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "cli.h"
 
 #define MAX_RULES 256
+#define MAX_COSTS 64
 
 typedef struct {
 	const char *model, *out, *data, *tokenizer;
@@ -21,6 +25,11 @@ typedef struct {
 	bool sym, gptq, act_order, clip, dry_run, json;
 	shrink_tensor_rule rules[MAX_RULES];
 	int n_rules;
+	/* mixed precision under a budget */
+	const char *calib, *cost_table;
+	double budget_bpw, budget_size, cost_budget, time_limit;
+	shrink_alloc_params alloc;
+	shrink_cost_entry costs[MAX_COSTS];
 } options;
 
 _Noreturn static void usage(void)
@@ -44,6 +53,17 @@ _Noreturn static void usage(void)
 	       "      --tensor-bits RE=B   bits B for the tensors whose name matches the extended regular\n"
 	       "                           expression RE (repeatable; the last match wins; B=0 keeps float)\n"
 	       "      --keep RE            keep matching tensors in float (same as --tensor-bits RE=0)\n"
+	       "      --calib FILE         calibration file (shrink-calibrate) for --budget-bpw/--budget-size\n"
+	       "      --budget-bpw X       choose a scheme per tensor from the calibration's candidates so that\n"
+	       "                           the whole output has at most X bits per weight\n"
+	       "      --budget-size SIZE   the same with at most SIZE bytes (suffix K, M, G: powers of 1024)\n"
+	       "      --objective O        what the allocation minimises: hawq (sum of Omega, default), kl,\n"
+	       "                           proxy, or decoupled (MixDQ: normalised Omega and KL)\n"
+	       "      --weights A,B        decoupled: A * Omega/N_Omega + B * KL/N_KL (default 1,1)\n"
+	       "      --metric-cap X       decoupled with one weight 0: that metric's normalised sum at most X\n"
+	       "      --cost-table FILE    per-scheme cost per weight (lines: BITS GROUP|* COST), with\n"
+	       "      --budget-cost X      at most X in total (bit operations, latency, ...)\n"
+	       "      --time-limit S       stop the solver after S seconds with its best allocation (default none)\n"
 	       "      --tokenizer FILE     take the tokenizer from FILE (GGUF or tokenizer.json)\n"
 	       "      --dry-run            print the per-tensor plan, size and bits per weight; write nothing\n"
 	       "      --json               print the plan and the result as one JSON object\n"
@@ -52,8 +72,10 @@ _Noreturn static void usage(void)
 	       "  -q, --quiet              no progress bar\n"
 	       "  -h, --help               show this help and exit\n"
 	       "  -V, --version            show the version and exit\n\n"
-	       "Norms and biases stay in float. Exit status: 0 success, 2 usage error, 3 bad input,\n"
-	       "4 I/O or resource failure (e.g. disk full), 5 internal error.\n",
+	       "Norms and biases stay in float. Under a budget, --tensor-bits RE=B sets a minimum of B bits\n"
+	       "for matching tensors. Exit status: 0 success, 2 usage error, 3 bad input (also a budget\n"
+	       "nothing fits: the message gives the smallest feasible one), 4 I/O or resource failure (e.g.\n"
+	       "disk full), 5 internal error.\n",
 	       cli_prog);
 	exit(0);
 }
@@ -74,17 +96,97 @@ static void parse_rule(options *o, char *arg)
 	add_rule(o, arg, cli_long("--tensor-bits", eq + 1, 0, 8));
 }
 
+/* "2.1G" -> bytes (K, M, G, T: powers of 1024) */
+static double parse_size(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end), mul = 1;
+	const char *units = "KMGT";
+	const char *u = *end ? strchr(units, *end) : NULL;
+	if (u && *end) {
+		for (const char *c = units; c <= u; c++)
+			mul *= 1024;
+		end++;
+		if (*end == 'B' || *end == 'b')
+			end++;
+	}
+	if (end == s || *end || !(v > 0) || !(v * mul < 9e18))
+		cli_usage_error("--budget-size %s: expected a positive size such as 2.1G", s);
+	return v * mul;
+}
+
+static void parse_weights(const char *s, double w[2])
+{
+	char *end;
+	w[0] = strtod(s, &end);
+	if (end == s || *end != ',')
+		cli_usage_error("--weights %s: expected A,B", s);
+	const char *b = end + 1;
+	w[1] = strtod(b, &end);
+	if (end == b || *end || !(w[0] >= 0) || !(w[1] >= 0) || w[0] + w[1] <= 0 || !isfinite(w[0] + w[1]))
+		cli_usage_error("--weights %s: expected two non-negative numbers, not both 0", s);
+}
+
+/* Lines "BITS GROUP COST", GROUP * for any; # comments. */
+static void read_cost_table(options *o)
+{
+	shrink_error err;
+	char *text = NULL;
+	size_t n;
+	if (shrink_read_text(o->cost_table, &text, &n, &err))
+		cli_exit_error(&err);
+	int count = 0, line = 0;
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		line++;
+		char group[32];
+		int bits;
+		double cost;
+		if (l[strspn(l, " \t\r")] == '#' || l[strspn(l, " \t\r")] == '\0')
+			continue;
+		if (sscanf(l, "%d %31s %lf", &bits, group, &cost) != 3 || !isfinite(cost) || count == MAX_COSTS) {
+			shrink_fail(&err, SHRINK_EINPUT, "%s: line %d: expected BITS GROUP|* COST (at most %d lines)",
+				    o->cost_table, line, MAX_COSTS);
+			cli_exit_error(&err);
+		}
+		o->costs[count++] = (shrink_cost_entry){bits, strcmp(group, "*") == 0 ? -1 : atoi(group), cost};
+	}
+	free(text);
+	o->alloc.cost_table = o->costs, o->alloc.n_cost = count;
+}
+
+static void check_budget(options *o)
+{
+	bool budget = o->budget_bpw > 0 || o->budget_size > 0;
+	if (o->budget_bpw > 0 && o->budget_size > 0)
+		cli_usage_error("--budget-bpw and --budget-size: give one");
+	if (budget != (o->calib != NULL))
+		cli_usage_error(budget ? "a budget needs a calibration file (--calib FILE)"
+				       : "--calib is used with --budget-bpw or --budget-size");
+	if ((o->cost_table != NULL) != (o->cost_budget > 0))
+		cli_usage_error("--cost-table and --budget-cost go together");
+	if (o->cost_table && !budget)
+		cli_usage_error("--cost-table needs --budget-bpw or --budget-size");
+	if (o->alloc.cap > 0 && o->alloc.objective != SHRINK_OBJ_DECOUPLED)
+		cli_usage_error("--metric-cap is for --objective decoupled");
+	o->alloc.cost_budget = o->cost_budget;
+	o->alloc.time_limit = o->time_limit;
+}
+
 static void parse(int argc, char **argv, options *o)
 {
 	enum { O_SYM = 256, O_METHOD, O_CLIP, O_DATA, O_SAMPLES, O_CTX, O_SEED, O_DAMP, O_ACT, O_EMBED, O_TB, O_KEEP,
-	       O_TOK, O_DRY, O_JSON, O_PROGRESS };
+	       O_TOK, O_DRY, O_JSON, O_PROGRESS, O_CALIB, O_BPW, O_BSIZE, O_OBJ, O_WEIGHTS, O_CAP, O_CTABLE, O_BCOST,
+	       O_TLIM };
 	static const struct option longs[] = {
 		{"output", 1, 0, 'o'},	      {"bits", 1, 0, 'b'},	   {"group", 1, 0, 'g'},   {"sym", 0, 0, O_SYM},
 		{"method", 1, 0, O_METHOD},   {"clip-search", 0, 0, O_CLIP}, {"data", 1, 0, O_DATA}, {"samples", 1, 0, O_SAMPLES},
 		{"ctx", 1, 0, O_CTX},	      {"seed", 1, 0, O_SEED},	   {"damp", 1, 0, O_DAMP}, {"act-order", 0, 0, O_ACT},
 		{"embed-bits", 1, 0, O_EMBED}, {"tensor-bits", 1, 0, O_TB}, {"keep", 1, 0, O_KEEP}, {"tokenizer", 1, 0, O_TOK},
 		{"dry-run", 0, 0, O_DRY},     {"json", 0, 0, O_JSON},	   {"threads", 1, 0, 't'}, {"progress", 0, 0, O_PROGRESS},
-		{"quiet", 0, 0, 'q'},	      {"help", 0, 0, 'h'},	   {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+		{"quiet", 0, 0, 'q'},	      {"help", 0, 0, 'h'},	   {"version", 0, 0, 'V'}, {"calib", 1, 0, O_CALIB},
+		{"budget-bpw", 1, 0, O_BPW},  {"budget-size", 1, 0, O_BSIZE}, {"objective", 1, 0, O_OBJ},
+		{"weights", 1, 0, O_WEIGHTS}, {"metric-cap", 1, 0, O_CAP}, {"cost-table", 1, 0, O_CTABLE},
+		{"budget-cost", 1, 0, O_BCOST}, {"time-limit", 1, 0, O_TLIM}, {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "o:b:g:t:qhV", longs, NULL)) != -1) {
 		switch (c) {
@@ -112,6 +214,19 @@ static void parse(int argc, char **argv, options *o)
 		case O_JSON: o->json = true; break;
 		case 't': o->threads = cli_long("--threads", optarg, 1, 1024); break;
 		case O_PROGRESS: cli_progress_forced = true; break;
+		case O_CALIB: o->calib = optarg; break;
+		case O_BPW: o->budget_bpw = cli_double("--budget-bpw", optarg, 0.01, 64); break;
+		case O_BSIZE: o->budget_size = parse_size(optarg); break;
+		case O_OBJ:
+			if (shrink_objective_parse(optarg) < 0)
+				cli_usage_error("--objective %s: expected hawq, kl, proxy or decoupled", optarg);
+			o->alloc.objective = (shrink_objective)shrink_objective_parse(optarg);
+			break;
+		case O_WEIGHTS: parse_weights(optarg, o->alloc.weight); break;
+		case O_CAP: o->alloc.cap = cli_double("--metric-cap", optarg, 1e-12, 1e12); break;
+		case O_CTABLE: o->cost_table = optarg; break;
+		case O_BCOST: o->cost_budget = cli_double("--budget-cost", optarg, 1e-300, 1e300); break;
+		case O_TLIM: o->time_limit = cli_double("--time-limit", optarg, 0.001, 1e6); break;
 		case 'q': cli_quiet = true; break;
 		case 'h': usage();
 		case 'V': cli_version();
@@ -128,6 +243,7 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("no output given (-o OUT), and not --dry-run");
 	if (o->gptq && !o->data && !o->dry_run)
 		cli_usage_error("--method gptq needs calibration text (--data FILE)");
+	check_budget(o);
 }
 
 /* The recipe records what shapes the output, not where it went or how fast:
@@ -150,7 +266,52 @@ static int takes_value(const char *arg)
 		strcmp(arg, "--threads") == 0);
 }
 
-static char *recipe(const options *o, int argc, char **argv)
+/* The allocation: what was minimised under which budget, the solver's
+ * verdict and each tensor's scheme. Times only on request (the recipe keeps
+ * the same bytes for the same inputs). */
+typedef struct {
+	const shrink_calibration *c;
+	const shrink_allocation *a;
+	const shrink_quant_plan *plan;
+	int64_t budget;
+} allocation_view;
+
+static cJSON *allocation_json(const options *o, const allocation_view *v, bool with_time)
+{
+	const shrink_allocation *a = v->a;
+	const shrink_knapsack_solution *s = &a->solution;
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "calibration", o->calib);
+	cJSON_AddStringToObject(j, "objective", shrink_objective_name(o->alloc.objective));
+	if (o->alloc.objective == SHRINK_OBJ_DECOUPLED) {
+		cJSON *w = cJSON_AddArrayToObject(j, "weights");
+		cJSON_AddItemToArray(w, cJSON_CreateNumber(o->alloc.weight[0]));
+		cJSON_AddItemToArray(w, cJSON_CreateNumber(o->alloc.weight[1]));
+		cJSON_AddNumberToObject(j, "metric_cap", o->alloc.cap);
+	}
+	cJSON_AddNumberToObject(j, "budget_bytes", (double)v->budget);
+	cJSON_AddNumberToObject(j, "total_bytes", (double)v->plan->total_bytes);
+	cJSON_AddNumberToObject(j, "fixed_bytes", (double)a->fixed_bytes);
+	cJSON_AddNumberToObject(j, "value", s->cost);
+	cJSON_AddStringToObject(j, "solver", "glpk");
+	cJSON_AddStringToObject(j, "status", s->status);
+	cJSON_AddNumberToObject(j, "gap", isfinite(s->gap) ? s->gap : -1);
+	cJSON_AddNumberToObject(j, "lp_bound", s->lp_bound);
+	if (with_time)
+		cJSON_AddNumberToObject(j, "seconds", s->seconds);
+	cJSON *ts = cJSON_AddArrayToObject(j, "tensors");
+	for (int i = 0; i < a->n; i++) {
+		const shrink_plan_entry *e = &v->plan->e[a->entry[i]];
+		cJSON *t = cJSON_CreateObject();
+		cJSON_AddStringToObject(t, "name", e->name);
+		cJSON_AddNumberToObject(t, "bits", e->scheme.bits);
+		cJSON_AddNumberToObject(t, "group", e->scheme.group_size);
+		cJSON_AddItemToArray(ts, t);
+	}
+	return j;
+}
+
+static char *recipe(const options *o, int argc, char **argv, const allocation_view *v)
 {
 	cJSON *r = cJSON_CreateObject(), *args = cJSON_AddArrayToObject(r, "arguments");
 	cJSON_AddStringToObject(r, "program", "shrink-quantize");
@@ -169,6 +330,8 @@ static char *recipe(const options *o, int argc, char **argv)
 		cJSON_AddNumberToObject(c, "ctx", (double)o->ctx);
 		cJSON_AddNumberToObject(c, "seed", (double)o->seed);
 	}
+	if (v)
+		cJSON_AddItemToObject(r, "allocation", allocation_json(o, v, false));
 	char *s = cJSON_PrintUnformatted(r);
 	cJSON_Delete(r);
 	return s;
@@ -208,6 +371,8 @@ static void scheme_text(const shrink_plan_entry *e, char *buf, size_t cap)
 		snprintf(buf, cap, "q%d row %s", e->scheme.bits, e->scheme.symmetric ? "sym" : "asym");
 }
 
+static void print_plan_total(const shrink_quant_plan *plan, bool wrote, const char *out);
+
 static void print_plan_text(const shrink_quant_plan *plan, bool wrote, const char *out)
 {
 	char sch[64];
@@ -219,12 +384,35 @@ static void print_plan_text(const shrink_quant_plan *plan, bool wrote, const cha
 		scheme_text(e, sch, sizeof sch);
 		printf("%-56s %-16s %-16s %12zu\n", e->name, shape, sch, e->n_bytes);
 	}
+	print_plan_total(plan, wrote, out);
+}
+
+static void print_plan_total(const shrink_quant_plan *plan, bool wrote, const char *out)
+{
 	printf("total: %zu bytes (%.2f MiB) for %lld parameters, %.4f bits per weight (f16: %.2f MiB)%s%s\n",
 	       plan->total_bytes, plan->total_bytes / 1048576.0, (long long)plan->n_params, plan->bpw,
 	       plan->n_params * 2 / 1048576.0, wrote ? "; written to " : "", wrote ? out : "");
 }
 
-static void print_plan_json(const shrink_quant_plan *plan, bool wrote, const char *out)
+static void print_allocation_text(const options *o, const allocation_view *v)
+{
+	const shrink_allocation *a = v->a;
+	const shrink_knapsack_solution *s = &a->solution;
+	printf("%-56s %4s %5s %12s %12s %12s\n", "tensor", "bits", "group", "bytes", "omega", "kl");
+	for (int i = 0; i < a->n; i++) {
+		const shrink_plan_entry *e = &v->plan->e[a->entry[i]];
+		const shrink_scheme_sense *ss = &v->c->tensors[a->tensor[i]].schemes[a->scheme[i]];
+		printf("%-56s %4d %5d %12zu %12.5g %12.5g\n", e->name, e->scheme.bits, e->scheme.group_size, e->n_bytes,
+		       ss->omega, ss->kl);
+	}
+	printf("objective %s: %.9g; solver glpk %s, gap %g, LP bound %.9g, %.3f s\n",
+	       shrink_objective_name(o->alloc.objective), s->cost, s->status, s->gap, s->lp_bound, s->seconds);
+	printf("budget %lld bytes (%.4f bits per weight); %d tensors allocated, %lld bytes fixed\n", (long long)v->budget,
+	       v->plan->n_params ? 8.0 * (double)v->budget / (double)v->plan->n_params : 0, a->n,
+	       (long long)a->fixed_bytes);
+}
+
+static void print_plan_json(const shrink_quant_plan *plan, bool wrote, const char *out, cJSON *alloc)
 {
 	cJSON *r = cJSON_CreateObject(), *ts = cJSON_AddArrayToObject(r, "tensors");
 	for (size_t i = 0; i < plan->n; i++) {
@@ -248,10 +436,31 @@ static void print_plan_json(const shrink_quant_plan *plan, bool wrote, const cha
 	cJSON_AddNumberToObject(r, "bpw", plan->bpw);
 	if (wrote)
 		cJSON_AddStringToObject(r, "output", out);
+	if (alloc)
+		cJSON_AddItemToObject(r, "allocation", alloc);
 	char *s = cJSON_PrintUnformatted(r);
 	puts(s);
 	free(s);
 	cJSON_Delete(r);
+}
+
+/* Read the calibration, solve under the budget, rewrite the plan. Under a
+ * budget, --tensor-bits rules are minimum bits for the tensors they match. */
+static void allocate(options *o, shrink_calibration *c, shrink_quant_plan *plan, shrink_allocation *a, int64_t *budget)
+{
+	shrink_error err = {0};
+	if (shrink_calibration_read(o->calib, c, &err))
+		cli_exit_error(&err);
+	if (o->cost_table)
+		read_cost_table(o);
+	*budget = o->budget_size > 0 ? (int64_t)o->budget_size
+				     : (int64_t)floor(o->budget_bpw * (double)plan->n_params / 8);
+	o->alloc.budget_bytes = *budget;
+	o->alloc.min_bits = o->rules, o->alloc.n_min_bits = o->n_rules;
+	if (shrink_allocate(c, plan, &o->alloc, a, &err)) {
+		shrink_fail_prefix(&err, "%s: ", o->calib);
+		cli_exit_error(&err);
+	}
 }
 
 static void on_signal(int sig)
@@ -263,8 +472,9 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	cli_prog = "shrink-quantize";
-	options o = {.bits = 4, .group = 128, .samples = 32, .ctx = 512, .damp = 0.01, .embed_bits = 8};
+	cli_start("shrink-quantize");
+	options o = {.bits = 4, .group = 128, .samples = 32, .ctx = 512, .damp = 0.01, .embed_bits = 8,
+		     .alloc = {.objective = SHRINK_OBJ_HAWQ, .weight = {1, 1}}};
 	parse(argc, argv, &o);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -273,7 +483,6 @@ int main(int argc, char **argv)
 	shrink_model *m = cli_load_model(o.model, o.tokenizer, o.gptq && !o.dry_run);
 	if (m->config->max_seq > 0 && o.ctx > m->config->max_seq)
 		o.ctx = m->config->max_seq;
-	char *rec = recipe(&o, argc, argv);
 	shrink_quantize_params p = {
 		.scheme = {(int)o.bits, (int)o.group, o.sym},
 		.embed_bits = (int)o.embed_bits,
@@ -284,7 +493,6 @@ int main(int argc, char **argv)
 		.gptq = {o.damp, 128, o.act_order, o.clip},
 		.n_samples = (int)o.samples,
 		.ctx = (int)o.ctx,
-		.recipe_json = rec,
 		.progress = cli_progress,
 	};
 	shrink_quant_plan plan;
@@ -293,6 +501,13 @@ int main(int argc, char **argv)
 		cli_usage_error("--embed-bits %ld: expected 0 or 2..8", o.embed_bits);
 	if (shrink_quant_plan_make(m, &p, &plan, &err))
 		cli_exit_error(&err);
+	shrink_calibration calib = {0};
+	shrink_allocation alloc = {0};
+	allocation_view view = {&calib, &alloc, &plan, 0};
+	if (o.calib)
+		allocate(&o, &calib, &plan, &alloc, &view.budget);
+	char *rec = recipe(&o, argc, argv, o.calib ? &view : NULL);
+	p.recipe_json = rec;
 	int *windows = NULL;
 	if (!o.dry_run) {
 		if (o.gptq)
@@ -300,10 +515,16 @@ int main(int argc, char **argv)
 		if (shrink_quantize_model(m, &plan, &p, o.out, &err))
 			cli_exit_error(&err);
 	}
-	if (o.json)
-		print_plan_json(&plan, !o.dry_run, o.out);
-	else if (o.dry_run || !cli_quiet)
+	if (o.json) {
+		print_plan_json(&plan, !o.dry_run, o.out, o.calib ? allocation_json(&o, &view, true) : NULL);
+	} else if (o.calib && (o.dry_run || !cli_quiet)) {
+		print_allocation_text(&o, &view);
+		print_plan_total(&plan, !o.dry_run, o.out);
+	} else if (o.dry_run || !cli_quiet) {
 		print_plan_text(&plan, !o.dry_run, o.out);
+	}
+	shrink_allocation_free(&alloc);
+	shrink_calibration_free(&calib);
 	free(windows);
 	free(rec);
 	shrink_quant_plan_free(&plan);

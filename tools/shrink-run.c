@@ -86,6 +86,9 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("give either --prompt or --file, not both");
 	if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
 		cli_usage_error("--device %s: expected cpu or cuda", o->device);
+	if (strcmp(o->device, "cuda") == 0 && o->kv && strcmp(o->kv, "f16") != 0 && strcmp(o->kv, "f32") != 0)
+		cli_usage_error("--kv %s: with --device cuda the KV cache is f16 on the GPU (f16 or f32 accepted); "
+				"compressed KV caches run on the CPU only", o->kv);
 }
 
 static char *read_prompt(const options *o, size_t *len)
@@ -152,9 +155,10 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 	if (o->stats)
 		fprintf(stderr,
 			"%s: prefill %zu tokens in %.3f s (%.1f tokens/s); decode %ld tokens in %.3f s (%.1f tokens/s); "
-			"peak memory %.1f MiB; KV cache %s\n",
+			"peak memory %.1f MiB; KV cache %s; device %s\n",
 			cli_prog, n_prompt, t1 - t0, n_prompt / (t1 - t0 + 1e-12), produced, t2 - t1,
-			produced / (t2 - t1 + 1e-12), shrink_peak_rss() / 1048576.0, o->kv ? o->kv : "f32");
+			produced / (t2 - t1 + 1e-12), shrink_peak_rss() / 1048576.0,
+			strcmp(o->device, "cuda") == 0 ? "f16" : o->kv ? o->kv : "f32", o->device);
 	free(logits);
 	free(text);
 	shrink_sampler_free(smp);
@@ -164,20 +168,17 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 
 int main(int argc, char **argv)
 {
-	cli_prog = "shrink-run";
+	cli_start("shrink-run");
 	options o = {.n_predict = 128, .temp = 0.8, .top_k = 40, .top_p = 0.95, .seed = 42, .device = "cpu"};
 	parse(argc, argv, &o);
-	if (strcmp(o.device, "cuda") == 0) {
-		shrink_error err;
-		shrink_fail(&err, SHRINK_EIO, "--device cuda: the CUDA backend is not available in this build");
-		cli_exit_error(&err);
-	}
 	shrink_set_threads(o.threads ? (int)o.threads : cli_default_threads());
 	shrink_model *m = cli_load_model(o.model, o.tokenizer, true);
+	shrink_error err = {0};
+	if (shrink_model_set_device(m, o.device, &err))
+		cli_exit_error(&err);
 	size_t len, n_prompt;
 	char *text = read_prompt(&o, &len);
 	int *ids;
-	shrink_error err = {0};
 	if (shrink_tokenize(m->tok, text, len, true, &ids, &n_prompt, &err))
 		cli_exit_error(&err);
 	free(text);

@@ -164,6 +164,29 @@ shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, 
 /* Workspace bytes for attention split over the keys (decode); without it attention runs unsplit. */
 size_t shrink_cuda_attention_workspace(int64_t n_tok, int n_heads, int head_dim, int64_t n_keys);
 
+/* ---- for the model backend (backend.cu) --------------------------------------------------- */
+
+/* Device memory (cudaMalloc) and synchronous copies on the context's stream. */
+shrink_status shrink_cuda_alloc(shrink_cuda_ctx *ctx, size_t n_bytes, void **out);
+void shrink_cuda_release(void *p);
+shrink_status shrink_cuda_upload(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes);
+shrink_status shrink_cuda_download(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes);
+shrink_status shrink_cuda_sync(shrink_cuda_ctx *ctx); /* wait for the context's stream */
+/* dst (F16 or F32) = src (F32, F16 or BF16), n elements, both in device memory. */
+shrink_status shrink_cuda_convert(shrink_cuda_ctx *ctx, shrink_cuda_dtype src_dt, const void *src, int64_t n,
+				  shrink_cuda_dtype dst_dt, void *dst);
+/* x [n_tok, dim] float32 (the residual stream) += y (f16; skipped when y is NULL), then
+ * out f16 [n_tok, dim] = x[t] / rms(x[t]) * weight (weight f16). out may alias y. */
+shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *weight,
+					  int64_t n_tok, int64_t dim, float eps, uint16_t *out);
+/* x (float32) += y (f16), n elements. */
+shrink_status shrink_cuda_add_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, int64_t n);
+/* y [n_tok, rows] (f16) += b [rows] (f16). */
+shrink_status shrink_cuda_bias(shrink_cuda_ctx *ctx, uint16_t *y, const uint16_t *b, int64_t n_tok, int64_t rows);
+/* y [n_tok, rows] float32 = x [n_tok, cols] W^T with x and W f16 (logits). */
+shrink_status shrink_cuda_linear_dense_f32(shrink_cuda_ctx *ctx, const uint16_t *w, int64_t rows, int64_t cols,
+					   const uint16_t *x, int64_t n_tok, float *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (GEMV for <= 16 tokens, the tiled GEMM up to kCublasMinTokens, then
-// dequantize + cuBLAS when the workspace holds the dense copy; the register
-// GEMV version only when asked for) and a split-K
+// a path (the register GEMV for <= 16 tokens, the tiled GEMM up to
+// kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
+// copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
 // Also the dense (float weight) linear through cuBLAS.
 // Deliberately not here: kernels (qgemv.cu, qgemm.cu, qpack.cu).
@@ -44,8 +44,10 @@ shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
 {
 	if (path != SHRINK_CUDA_QPATH_AUTO)
 		return path;
-	// measured on the H100: the GEMV wins up to 16 tokens, the tiled GEMM from 32 on
-	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV
+	// measured on the H100: a GEMV wins up to 16 tokens, the tiled GEMM from 32 on; of the two
+	// GEMVs the register one is faster at every shape for 1-16 tokens (tests/bench/bench_cuda.md;
+	// Llama-3-8B-shaped 4-bit decode 220 vs 188 tokens/s) and gave the same end-to-end results
+	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG
 	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 }
 
@@ -142,7 +144,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	qplan p = make_plan(w, M, ctx->n_sms, path, split_k);
 	if (p.total() > ctx->workspace_bytes && path == SHRINK_CUDA_QPATH_AUTO) {
 		// fall back to what fits: no dense copy, then no split
-		p = make_plan(w, M, ctx->n_sms, M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV : SHRINK_CUDA_QPATH_GEMM, 0);
+		p = make_plan(w, M, ctx->n_sms, M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG : SHRINK_CUDA_QPATH_GEMM, 0);
 		if (p.total() > ctx->workspace_bytes)
 			p = make_plan(w, M, ctx->n_sms, p.path, 1);
 	}

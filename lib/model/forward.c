@@ -5,6 +5,7 @@
  * (n_tok, n_kv*hd); h1, h3 (n_tok, ffn). */
 #include <string.h>
 
+#include "cuda_backend.h"
 #include "ops.h"
 #include "state_impl.h"
 
@@ -88,6 +89,12 @@ shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *
 	shrink_status st = check_call(m, s, tokens, n, err);
 	if (st)
 		return st;
+	if (s->gpu) {
+		if ((st = gpu_forward(m, s->gpu, s->pos, tokens, n, logits, all_logits, err)))
+			return st;
+		s->pos += n;
+		return SHRINK_OK;
+	}
 	op_embed(m->tok_embed, tokens, n, m->config->dim, s->x);
 	for (int l = 0; l < m->config->n_layers; l++) {
 		if ((st = attention_block(m, s, l, &m->layers[l], n, NULL, err)))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_backend.h"
 #include "shrink/model.h"
 
 static shrink_status need(const shrink_model *m, const char *name, int64_t rows, int64_t cols,
@@ -109,6 +110,7 @@ void shrink_model_free(shrink_model *m)
 	if (!m)
 		return;
 	shrink_tokenizer_free(m->tok);
+	gpu_model_free(m->gpu);
 	free(m->layers);
 	shrink_model_file_close(&m->file);
 	free(m);

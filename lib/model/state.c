@@ -2,6 +2,7 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "cuda_backend.h"
 #include "kernels.h"
 #include "ops.h"
 #include "state_impl.h"
@@ -43,7 +44,9 @@ shrink_status shrink_state_new(const shrink_model *m, int max_tokens, int max_ba
 	s->m = m;
 	s->max_tokens = max_tokens;
 	s->max_batch = max_batch;
-	shrink_status st = shrink_kv_new(kv_spec, c, max_tokens, &s->kv, err);
+	shrink_status st = m->gpu ? gpu_kv_spec(kv_spec, &kv_spec, err) : SHRINK_OK;
+	if (!st)
+		st = shrink_kv_new(kv_spec, c, max_tokens, &s->kv, err);
 	if (st) {
 		free(s);
 		return st;
@@ -73,6 +76,10 @@ shrink_status shrink_state_new(const shrink_model *m, int max_tokens, int max_ba
 		return shrink_fail(err, SHRINK_EIO, "out of memory allocating the run state (batch %d)", max_batch);
 	}
 	op_rope_inv_freq(c, s->inv_freq);
+	if (m->gpu && (st = gpu_state_new(m, max_tokens, max_batch, &s->gpu, err))) {
+		shrink_state_free(s);
+		return st;
+	}
 	*out = s;
 	return SHRINK_OK;
 }
@@ -82,6 +89,7 @@ void shrink_state_free(shrink_state *s)
 	if (!s)
 		return;
 	shrink_kv_free(s->kv);
+	gpu_state_free(s->gpu);
 	free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
 	free(s->h1), free(s->h3), free(s->lin_scratch), free(s->inv_freq), free(s->attn_scratch);
 	free(s);

@@ -17,6 +17,7 @@ struct shrink_state {
 	float *attn_scratch; /* per thread: K and V chunks, scores, accumulators */
 	size_t attn_scratch_per_thread;
 	int n_threads;
+	struct shrink_state_gpu *gpu; /* the GPU side when the model is on the GPU (forward_cuda.c) */
 };
 
 /* att[t, h*hd..] for tokens pos0..pos0+n_tok-1 of layer l (their K/V are stored already) */

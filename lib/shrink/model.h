@@ -21,6 +21,7 @@ typedef struct {
 	shrink_layer_weights *layers;
 	shrink_tokenizer *tok; /* NULL when the file has no tokenizer */
 	char path[512];
+	struct shrink_model_gpu *gpu; /* weights on the GPU (shrink_model_set_device), else NULL */
 } shrink_model;
 
 shrink_status shrink_model_load(const char *path, const char *tokenizer_path, shrink_model **out, shrink_error *err);
@@ -28,6 +29,11 @@ void shrink_model_free(shrink_model *m);
 /* Bind weight pointers from m->file (used after a writer changes tensors too). */
 shrink_status shrink_model_bind(shrink_model *m, shrink_error *err);
 int64_t shrink_model_n_params(const shrink_model *m);
+/* Where states made from now on run their forward pass: "cpu" (the default) or
+ * "cuda" (weights uploaded once: quantized tensors as stored, float ones as f16;
+ * the KV cache is f16 on the GPU, so only --kv f16/f32 are accepted). SHRINK_EIO
+ * when the library has no CUDA backend or no device is present. */
+shrink_status shrink_model_set_device(shrink_model *m, const char *device, shrink_error *err);
 
 /* Run state: the KV cache plus scratch for up to max_batch tokens per call. */
 typedef struct shrink_state shrink_state;

@@ -127,7 +127,8 @@ typedef enum {
 
 typedef enum { SHRINK_METRIC_OMEGA, SHRINK_METRIC_PROXY, SHRINK_METRIC_KL } shrink_metric;
 
-#define SHRINK_CALIB_MAX_SCHEMES 8
+#define SHRINK_CALIB_MAX_SCHEMES 8 /* bit widths */
+#define SHRINK_CALIB_MAX_GROUPS 4  /* group sizes */
 
 typedef struct {
 	int n_samples, ctx;
@@ -140,7 +141,9 @@ typedef struct {
 	bool checkpoint;
 	int n_bits;
 	int bits[SHRINK_CALIB_MAX_SCHEMES];
-	int group_size;
+	int group_size; /* the group size when n_groups is 0 */
+	int n_groups;   /* 0, or the candidate group sizes groups[0..n_groups) */
+	int groups[SHRINK_CALIB_MAX_GROUPS];
 	bool symmetric;
 	bool measure_kl;
 	void (*progress)(void *user, const char *phase, int done, int total);
@@ -148,9 +151,13 @@ typedef struct {
 } shrink_calib_params;
 
 void shrink_calib_defaults(shrink_calib_params *p);
+/* The candidate schemes are every bit width with every group size, bit-major:
+ * scheme i has bits[i / G] and group groups[i % G], G = max(n_groups, 1). */
+int shrink_calib_n_schemes(const shrink_calib_params *p);
+shrink_qscheme shrink_calib_scheme(const shrink_calib_params *p, int i);
 
 typedef struct {
-	int bits;
+	int bits, group_size;
 	int64_t size_bits; /* qweight + scales (+ zeros), shrink_qmatrix_bytes * 8 */
 	double dw_sq;      /* ||Q_b(W) - W||^2 */
 	double omega;      /* Tr(H) / n * dw_sq; NAN without traces */
@@ -164,7 +171,7 @@ typedef struct {
 	double trace, trace_se;       /* NAN without Hutchinson */
 	int iterations;
 	bool converged;
-	shrink_scheme_sense *schemes; /* n_bits; NULL for vectors (norms, biases stay in float) */
+	shrink_scheme_sense *schemes; /* shrink_calib_n_schemes; NULL for vectors (norms, biases stay in float) */
 	float *act_sq_mean;           /* per input channel mean of x^2 (act_width); NULL when not a linear weight */
 	int64_t act_width, act_rows;  /* act_rows: the rows (tokens) averaged */
 } shrink_tensor_sense;
@@ -187,6 +194,14 @@ void shrink_calibration_free(shrink_calibration *c);
 
 /* The calibration file (JSON, "version": 1; see shrink-calibrate(1)); malloc'd. */
 char *shrink_calibration_json(const shrink_calibration *c, const char *model, const char *data);
+/* Read a calibration file back (JSON text of len bytes; name labels messages).
+ * Everything is validated (types, ranges, counts, finite numbers, sizes that
+ * match the shapes); malformed input is SHRINK_EINPUT, never a crash. The result
+ * has no activation statistics (act_sq_mean NULL); free with
+ * shrink_calibration_free. */
+shrink_status shrink_calibration_parse(const char *json, size_t len, const char *name, shrink_calibration *out,
+				       shrink_error *err);
+shrink_status shrink_calibration_read(const char *path, shrink_calibration *out, shrink_error *err);
 /* Write the JSON to path ("-" = stdout) through a temporary file and a rename. */
 shrink_status shrink_calibration_write(const shrink_calibration *c, const char *model, const char *data,
 				       const char *path, shrink_error *err);

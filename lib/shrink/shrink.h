@@ -2,6 +2,7 @@
 #ifndef SHRINK_SHRINK_H
 #define SHRINK_SHRINK_H
 
+#include "alloc.h"
 #include "base.h"
 #include "config.h"
 #include "eval.h"

@@ -1,0 +1,287 @@
+/* forward_cuda.c: the forward pass of forward.c on the GPU, step for step:
+ * embed -> per layer [rmsnorm, q/k/v (+bias), rope, KV store, attention,
+ * o_proj, residual, rmsnorm, gate/up, swiglu, down, residual] -> norm ->
+ * logits. Why a second, parallel pass rather than one pass over a device op
+ * table: the CPU ops take host float32 arrays and a KV interface that reads
+ * history back chunk by chunk (for the compressed caches of lib/kv), while
+ * the GPU ops take device f16 buffers and a flat f16 cache; sharing the pass
+ * would mean an op vtable over opaque buffers in forward.c and ops.c, which
+ * other work changes at the same time. Keep the two in the same order.
+ * Each block leaves its output (o_proj, down_proj) in xb; the next RMSNorm adds
+ * it to the residual stream in the same kernel (one launch fewer per block).
+ * Precision: the residual stream is float32 as on the CPU; matrix products,
+ * RoPE, attention and SwiGLU run in f16 with float accumulation; logits are
+ * float32 from a float-accumulated product. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+#include "ops.h"
+
+#ifdef SHRINK_HAVE_CUDA
+
+struct shrink_state_gpu {
+	const struct shrink_model_gpu *g;
+	int max_tokens, max_batch, n_layers;
+	uint16_t **kc, **vc;					/* per layer [max_tokens][kv_dim] f16 */
+	float *x;						/* residual stream [max_batch, dim] */
+	uint16_t *xb, *q, *k, *v, *att, *h1, *h3, *logits16; /* f16 activations */
+	float *logits;						/* [max_batch, vocab] */
+	float *inv_freq;					/* head_dim / 2 */
+	float *host_x; /* embedding rows gathered on the host */
+};
+
+shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_error *err)
+{
+	*cpu_spec = "f16";
+	if (!kv_spec || strcmp(kv_spec, "f16") == 0 || strcmp(kv_spec, "f32") == 0)
+		return SHRINK_OK;
+	return shrink_fail(err, SHRINK_EUSAGE,
+			   "KV cache '%s': the CUDA backend keeps an f16 cache (f16 or f32 accepted); compressed "
+			   "KV caches run on the CPU only",
+			   kv_spec);
+}
+
+static int layer_max(const shrink_config *c, int which)
+{
+	int m = 0;
+	for (int l = 0; l < c->n_layers; l++) {
+		int v = which == 0 ? c->layers[l].n_heads : which == 1 ? c->layers[l].n_kv_heads : c->layers[l].ffn_dim;
+		m = v > m ? v : m;
+	}
+	return m;
+}
+
+void gpu_state_free(struct shrink_state_gpu *s)
+{
+	if (!s)
+		return;
+	for (int l = 0; l < s->n_layers; l++) {
+		shrink_cuda_release(s->kc ? s->kc[l] : NULL);
+		shrink_cuda_release(s->vc ? s->vc[l] : NULL);
+	}
+	free(s->kc), free(s->vc);
+	void *dev[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->h1, s->h3, s->logits16, s->logits, s->inv_freq};
+	for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+		shrink_cuda_release(dev[i]);
+	free(s->host_x);
+	free(s);
+}
+
+/* Workspace for the largest quantized product at max_batch tokens and for split decode attention. */
+static size_t workspace_need(const shrink_model *m, int max_tokens, int max_batch)
+{
+	const struct shrink_model_gpu *g = m->gpu;
+	const shrink_config *c = m->config;
+	size_t need = shrink_cuda_attention_workspace(1, layer_max(c, 0), c->head_dim, max_tokens);
+	for (int l = 0; l < g->n_layers; l++) {
+		const gpu_layer *L = &g->layers[l];
+		const gpu_weight *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+			size_t b = all[i]->quantized ? shrink_cuda_qlinear_workspace(&all[i]->q, max_batch, false) : 0;
+			need = b > need ? b : need;
+		}
+	}
+	if (g->lm_head.quantized) {
+		size_t b = shrink_cuda_qlinear_workspace(&g->lm_head.q, max_batch, false);
+		need = b > need ? b : need;
+	}
+	return need;
+}
+
+static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gpu *s)
+{
+	const shrink_config *c = m->config;
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	size_t b = (size_t)s->max_batch, hd = (size_t)c->head_dim, dim = (size_t)c->dim;
+	size_t qd = (size_t)layer_max(c, 0) * hd, kvd = (size_t)layer_max(c, 1) * hd, ffn = (size_t)layer_max(c, 2);
+	size_t vocab = (size_t)c->vocab_size;
+	struct {
+		void **p;
+		size_t bytes;
+	} want[] = {
+		{(void **)&s->x, b * dim * 4},	   {(void **)&s->xb, b * dim * 2},   {(void **)&s->q, b * qd * 2},
+		{(void **)&s->k, b * kvd * 2},	   {(void **)&s->v, b * kvd * 2},    {(void **)&s->att, b * qd * 2},
+		{(void **)&s->h1, b * ffn * 2},	   {(void **)&s->h3, b * ffn * 2},   {(void **)&s->logits, b * vocab * 4},
+		{(void **)&s->inv_freq, hd / 2 * 4},
+		{(void **)&s->logits16, s->g->lm_head.quantized ? b * vocab * 2 : 0},
+	};
+	shrink_status st = SHRINK_OK;
+	for (size_t i = 0; i < sizeof want / sizeof *want && !st; i++)
+		if (want[i].bytes)
+			st = shrink_cuda_alloc(ctx, want[i].bytes, want[i].p);
+	for (int l = 0; l < s->n_layers && !st; l++) {
+		size_t bytes = (size_t)s->max_tokens * c->layers[l].n_kv_heads * hd * 2;
+		st = shrink_cuda_alloc(ctx, bytes, (void **)&s->kc[l]);
+		if (!st)
+			st = shrink_cuda_alloc(ctx, bytes, (void **)&s->vc[l]);
+	}
+	return st;
+}
+
+shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch, struct shrink_state_gpu **out,
+			    shrink_error *err)
+{
+	*out = NULL;
+	const shrink_config *c = m->config;
+	if (c->head_dim % 8 || c->head_dim > 256)
+		return shrink_fail(err, SHRINK_EUSAGE, "%s: head_dim %d: the CUDA backend needs a multiple of 8 up to 256",
+				   m->path, c->head_dim);
+	struct shrink_state_gpu *s = calloc(1, sizeof *s);
+	if (!s)
+		return shrink_fail(err, SHRINK_EIO, "out of memory");
+	s->g = m->gpu;
+	s->max_tokens = max_tokens, s->max_batch = max_batch, s->n_layers = c->n_layers;
+	s->kc = calloc((size_t)c->n_layers, sizeof *s->kc);
+	s->vc = calloc((size_t)c->n_layers, sizeof *s->vc);
+	s->host_x = malloc((size_t)max_batch * c->dim * 4);
+	float *inv_freq = malloc((size_t)c->head_dim / 2 * 4);
+	shrink_status st = !s->kc || !s->vc || !s->host_x || !inv_freq ? SHRINK_EIO : SHRINK_OK;
+	if (!st)
+		st = alloc_buffers(m, s);
+	if (!st) {
+		op_rope_inv_freq(c, inv_freq);
+		st = shrink_cuda_upload(s->g->ctx, s->inv_freq, inv_freq, (size_t)c->head_dim / 2 * 4);
+	}
+	if (!st)
+		st = shrink_cuda_ctx_reserve(s->g->ctx, workspace_need(m, max_tokens, max_batch));
+	free(inv_freq);
+	if (st) {
+		gpu_state_free(s);
+		return shrink_fail(err, SHRINK_EIO, "cuda: cannot allocate the run state (%d tokens, batch %d): %s",
+				   max_tokens, max_batch, shrink_cuda_ctx_message(m->gpu->ctx));
+	}
+	*out = s;
+	return SHRINK_OK;
+}
+
+/* y [n, rows] (f16) = x [n, cols] W^T (+ b) */
+static shrink_status linear(shrink_cuda_ctx *ctx, const gpu_weight *w, const gpu_weight *b, const uint16_t *x, int n,
+			    uint16_t *y)
+{
+	shrink_status st = w->quantized ? shrink_cuda_qlinear(ctx, &w->q, SHRINK_CUDA_F16, x, n, y)
+					: shrink_cuda_linear_dense(ctx, SHRINK_CUDA_F16, w->dense, w->rows, w->cols, x,
+								   n, y);
+	if (!st && b && b->dense)
+		st = shrink_cuda_bias(ctx, y, b->dense, n, b->rows);
+	return st;
+}
+
+/* pending: the previous block's output to add to the residual stream first (NULL for the first layer) */
+static shrink_status attention_block(const shrink_model *m, struct shrink_state_gpu *s, int l, int pos, int n,
+				     const uint16_t *pending)
+{
+	const shrink_config *c = m->config;
+	const gpu_layer *w = &s->g->layers[l];
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	int nh = c->layers[l].n_heads, nkv = c->layers[l].n_kv_heads, hd = c->head_dim, dim = c->dim;
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, pending, w->attn_norm.dense, n, dim, c->norm_eps, s->xb);
+	if (!st)
+		st = linear(ctx, &w->wq, &w->bq, s->xb, n, s->q);
+	if (!st)
+		st = linear(ctx, &w->wk, &w->bk, s->xb, n, s->k);
+	if (!st)
+		st = linear(ctx, &w->wv, &w->bv, s->xb, n, s->v);
+	if (!st)
+		st = shrink_cuda_rope(ctx, SHRINK_CUDA_F16, s->q, s->k, n, nh, nkv, hd, s->inv_freq, pos);
+	if (!st)
+		st = shrink_cuda_kv_store(ctx, SHRINK_CUDA_F16, s->k, s->v, n, (int64_t)nkv * hd, s->kc[l], s->vc[l], pos);
+	if (!st)
+		st = shrink_cuda_attention(ctx, SHRINK_CUDA_F16, s->q, n, pos, nh, nkv, hd, s->kc[l], s->vc[l],
+					   1.0f / sqrtf((float)hd), s->att);
+	if (!st)
+		st = linear(ctx, &w->wo, NULL, s->att, n, s->xb); /* added by ffn_block's norm */
+	return st;
+}
+
+static shrink_status ffn_block(const shrink_model *m, struct shrink_state_gpu *s, int l, int n)
+{
+	const shrink_config *c = m->config;
+	const gpu_layer *w = &s->g->layers[l];
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	int64_t ffn = c->layers[l].ffn_dim;
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, s->xb, w->ffn_norm.dense, n, c->dim, c->norm_eps, s->xb);
+	if (!st)
+		st = linear(ctx, &w->w_gate, NULL, s->xb, n, s->h1);
+	if (!st)
+		st = linear(ctx, &w->w_up, NULL, s->xb, n, s->h3);
+	if (!st)
+		st = shrink_cuda_swiglu(ctx, SHRINK_CUDA_F16, s->h1, s->h3, n * ffn, s->h1);
+	if (!st)
+		st = linear(ctx, &w->w_down, NULL, s->h1, n, s->xb); /* added by the next norm */
+	return st;
+}
+
+static shrink_status logits_out(const shrink_model *m, struct shrink_state_gpu *s, int n, float *logits, bool all)
+{
+	const shrink_config *c = m->config;
+	const gpu_weight *head = &s->g->lm_head;
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	int first = all ? 0 : n - 1, count = all ? n : 1;
+	int64_t vocab = c->vocab_size;
+	/* the last down_proj output is still pending in xb: only the rows that give logits need it */
+	size_t off = (size_t)first * c->dim;
+	/* into row 0 of xb: in place when all rows are wanted; else one CTA reads its row before writing */
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x + off, s->xb + off, s->g->norm.dense, count, c->dim,
+						       c->norm_eps, s->xb);
+	const uint16_t *normed = s->xb;
+	if (!st && head->quantized) {
+		st = shrink_cuda_qlinear(ctx, &head->q, SHRINK_CUDA_F16, normed, count, s->logits16);
+		if (!st)
+			st = shrink_cuda_convert(ctx, SHRINK_CUDA_F16, s->logits16, count * vocab, SHRINK_CUDA_F32, s->logits);
+	} else if (!st) {
+		st = shrink_cuda_linear_dense_f32(ctx, head->dense, head->rows, head->cols, normed, count, s->logits);
+	}
+	if (!st)
+		st = shrink_cuda_download(ctx, logits, s->logits, (size_t)count * vocab * 4);
+	return st;
+}
+
+shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int pos, const int *tokens, int n,
+			  float *logits, bool all_logits, shrink_error *err)
+{
+	const shrink_config *c = m->config;
+	op_embed(m->tok_embed, tokens, n, c->dim, s->host_x);
+	shrink_status st = shrink_cuda_upload(s->g->ctx, s->x, s->host_x, (size_t)n * c->dim * 4);
+	for (int l = 0; l < c->n_layers && !st; l++) {
+		st = attention_block(m, s, l, pos, n, l ? s->xb : NULL);
+		if (!st)
+			st = ffn_block(m, s, l, n);
+	}
+	if (!st && logits)
+		st = logits_out(m, s, n, logits, all_logits);
+	if (!st && !logits)
+		st = shrink_cuda_sync(s->g->ctx);
+	return st ? gpu_fail(s->g, st, "forward", err) : SHRINK_OK;
+}
+
+#else
+
+shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_error *err)
+{
+	*cpu_spec = kv_spec;
+	return shrink_fail(err, SHRINK_EIO, "--device cuda: this build of libshrink has no CUDA backend");
+}
+
+shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch, struct shrink_state_gpu **out,
+			    shrink_error *err)
+{
+	(void)m, (void)max_tokens, (void)max_batch;
+	*out = NULL;
+	return shrink_fail(err, SHRINK_EIO, "--device cuda: this build of libshrink has no CUDA backend");
+}
+
+void gpu_state_free(struct shrink_state_gpu *g)
+{
+	(void)g;
+}
+
+shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *g, int pos, const int *tokens, int n,
+			  float *logits, bool all_logits, shrink_error *err)
+{
+	(void)m, (void)g, (void)pos, (void)tokens, (void)n, (void)logits, (void)all_logits;
+	return shrink_fail(err, SHRINK_EIO, "--device cuda: this build of libshrink has no CUDA backend");
+}
+
+#endif
