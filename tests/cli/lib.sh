@@ -45,6 +45,19 @@ now_ms() {
 	esac
 }
 
+# The tally: ok and bad print one line each, bad also counts into $fails.
+fails=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+
+# expect_rc WANT LABEL COMMAND...: run COMMAND, its output in $tmp/out and
+# $tmp/err ($tmp: the test's scratch folder), and check its exit status.
+expect_rc() {
+	want=$1; label=$2; shift 2
+	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
+}
+
 SHRINK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/shrink-cli.XXXXXX") || exit 99
 trap 'rm -rf "$SHRINK_TMP"' EXIT
 trap 'exit 130' INT TERM

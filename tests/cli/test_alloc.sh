@@ -15,14 +15,6 @@ need_prog ev shrink-eval
 need_data m stories260K.gguf
 need_data text tinystories.txt
 tmp=$SHRINK_TMP
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-expect_rc() {
-	want=$1; label=$2; shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
-}
 head -c 30000 "$text" >"$tmp/small.txt"
 
 expect_rc 0 "calibrate, bits 2,3,4,8 x groups 16,64, with KL" "$cal" "$m" -d "$tmp/small.txt" -n 2 -c 32 \

@@ -11,14 +11,6 @@ need_prog cal shrink-calibrate
 need_data m stories260K.gguf
 need_data text tinystories.txt
 tmp=$SHRINK_TMP
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-expect_rc() {
-	want=$1; label=$2; shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
-}
 head -c 30000 "$text" >"$tmp/small.txt"
 gzip -c "$tmp/small.txt" >"$tmp/small.txt.gz"
 quick="-n 2 -c 32 --min-iter 3 --max-iter 8 --bits 2,4,8 -q"

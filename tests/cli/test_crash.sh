@@ -18,9 +18,6 @@ need_prog cal shrink-calibrate
 need_data model stories260K.gguf
 need_data text tinystories.txt
 tmp=$SHRINK_TMP
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
 temps() { ls -a "$tmp" | grep '\.tmp-' | tr '\n' ' '; }
 
 # a model slow enough to be caught mid-run (a few seconds at --clip-search, 1 thread)

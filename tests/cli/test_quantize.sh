@@ -11,14 +11,6 @@ need_prog run shrink-run
 need_data model stories260K.gguf
 need_data text tinystories.txt
 tmp=$SHRINK_TMP
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-expect_rc() {
-	want=$1; label=$2; shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
-}
 ppl_kl() { "$ev" "$1" -f "$text" --ctx 256 --chunks 40 --ref "$model" --json -q | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["ppl"], r["ref_ppl"], r["kl_mean"])'; }
 
 expect_rc 0 "quantize 4-bit" "$q" "$model" -o "$tmp/q4.safetensors" -q
