@@ -41,6 +41,7 @@ _Noreturn static void usage(void)
 	       "                         with each), 0 = one group per row (default 128)\n"
 	       "      --asym             asymmetric quantization (default symmetric)\n"
 	       "      --measure kl       also measure the KL divergence with each tensor alone quantized\n"
+	       "      --device DEV       where --measure kl runs the model: cpu (default) or cuda\n"
 	       "      --imatrix FILE     write per-channel activation mean squares (safetensors)\n"
 	       "      --pareto FILE      write the Pareto frontier of size against summed sensitivity (TSV)\n"
 	       "      --pareto-metric M  omega, proxy or kl (default omega with traces, else proxy)\n"
@@ -107,7 +108,7 @@ static int pick(const char *opt, const char *v, const char *const *names, int n)
 }
 
 enum { O_SEED = 256, O_HESSIAN, O_HVP, O_STEP, O_TOL, O_MIN, O_MAX, O_CKPT, O_BITS, O_GROUP, O_ASYM, O_MEASURE,
-       O_IMATRIX, O_PARETO, O_METRIC, O_TOK, O_PROGRESS };
+       O_IMATRIX, O_PARETO, O_METRIC, O_TOK, O_PROGRESS, O_DEV };
 
 static const struct option longs[] = {
 	{"data", 1, 0, 'd'},	      {"output", 1, 0, 'o'},	  {"samples", 1, 0, 'n'},
@@ -117,7 +118,7 @@ static const struct option longs[] = {
 	{"bits", 1, 0, O_BITS},	      {"group", 1, 0, O_GROUP},	  {"asym", 0, 0, O_ASYM},
 	{"measure", 1, 0, O_MEASURE}, {"imatrix", 1, 0, O_IMATRIX}, {"pareto", 1, 0, O_PARETO},
 	{"pareto-metric", 1, 0, O_METRIC}, {"tokenizer", 1, 0, O_TOK}, {"threads", 1, 0, 't'},
-	{"progress", 0, 0, O_PROGRESS}, {"quiet", 0, 0, 'q'},	  {"help", 0, 0, 'h'},
+	{"progress", 0, 0, O_PROGRESS}, {"device", 1, 0, O_DEV},  {"quiet", 0, 0, 'q'},	  {"help", 0, 0, 'h'},
 	{"version", 0, 0, 'V'},	      {0, 0, 0, 0}};
 
 static void parse_long(int c, options *o)
@@ -146,6 +147,11 @@ static void parse_long(int c, options *o)
 	case O_METRIC: o->metric = optarg; break;
 	case O_TOK: o->tokenizer = optarg; break;
 	case O_PROGRESS: cli_progress_forced = true; break;
+	case O_DEV:
+		if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
+			cli_usage_error("--device %s: expected cpu or cuda", optarg);
+		p->device = optarg;
+		break;
 	default: cli_usage_error("unknown option");
 	}
 }

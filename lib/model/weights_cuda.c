@@ -140,11 +140,53 @@ static shrink_status to_cuda(shrink_model *m, shrink_error *err)
 	return SHRINK_OK;
 }
 
+/* The device slot holding host tensor t, or NULL (the embedding; absent biases). */
+static gpu_weight *slot_of(struct shrink_model_gpu *g, const shrink_model *m, const shrink_tensor *t)
+{
+	if (t == m->lm_head)
+		return &g->lm_head;
+	if (t == m->norm)
+		return &g->norm;
+	for (int l = 0; l < g->n_layers; l++) {
+		const shrink_layer_weights *w = &m->layers[l];
+		gpu_layer *L = &g->layers[l];
+		const shrink_tensor *src[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq,
+					      w->bk, w->bv, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
+		gpu_weight *dst[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq,
+				     &L->bk, &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+		for (size_t i = 0; i < sizeof src / sizeof *src; i++)
+			if (src[i] == t)
+				return dst[i];
+	}
+	return NULL;
+}
+
+static shrink_status reload(shrink_model *m, const shrink_tensor *t, shrink_error *err)
+{
+	struct shrink_model_gpu *g = m->gpu;
+	gpu_weight *w = slot_of(g, m, t);
+	if (!w)
+		return SHRINK_OK;
+	/* the stream may still read the old weight */
+	shrink_status st = shrink_cuda_sync(g->ctx);
+	if (st)
+		return gpu_fail(g, st, "waiting for the stream", err);
+	g->bytes -= w->quantized ? shrink_cuda_qweight_bytes(&w->q) : (size_t)(w->rows * (w->cols ? w->cols : 1)) * 2;
+	weight_free(w);
+	return upload(g, m->path, t, w, err);
+}
+
 #else
 
 void gpu_model_free(struct shrink_model_gpu *g)
 {
 	(void)g;
+}
+
+static shrink_status reload(shrink_model *m, const shrink_tensor *t, shrink_error *err)
+{
+	(void)m, (void)t, (void)err;
+	return SHRINK_OK;
 }
 
 static shrink_status to_cuda(shrink_model *m, shrink_error *err)
@@ -167,4 +209,9 @@ shrink_status shrink_model_set_device(shrink_model *m, const char *device, shrin
 	if (m->gpu)
 		return SHRINK_OK;
 	return to_cuda(m, err);
+}
+
+shrink_status shrink_model_reload_weight(shrink_model *m, const shrink_tensor *t, shrink_error *err)
+{
+	return m->gpu ? reload(m, t, err) : SHRINK_OK;
 }

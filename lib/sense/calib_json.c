@@ -100,6 +100,8 @@ static cJSON *data_json(const shrink_calibration *c, const char *data)
 	cJSON_AddNumberToObject(d, "samples", c->params.n_samples);
 	cJSON_AddNumberToObject(d, "ctx", c->params.ctx);
 	cJSON_AddNumberToObject(d, "seed", (double)c->params.seed);
+	if (c->params.measure_kl) /* the GPU's f16 activations give slightly different KLs */
+		cJSON_AddStringToObject(d, "kl_device", c->params.device ? c->params.device : "cpu");
 	return d;
 }
 

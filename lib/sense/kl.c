@@ -3,9 +3,12 @@
  * model's next-token distribution and P_i,b the same model with tensor i alone
  * round-to-nearest quantized to scheme b. Runs the inference forward pass on a
  * shadow model whose tensor set borrows the original weights and points one
- * tensor at a float32 buffer at a time. Reference log-probabilities are kept
- * for all windows (refused above MAX_REF_BYTES: lower --samples or --ctx).
- * Not here: quantizing several tensors at once, perplexity (lib/eval). */
+ * tensor at a float32 buffer at a time; with a device (shrink_calib_params's
+ * device) the shadow runs there and only the changed tensor is sent again.
+ * Reference log-probabilities and probabilities are kept for all windows
+ * (refused above MAX_REF_BYTES: lower --samples or --ctx), so each position
+ * costs one exp per vocabulary entry. Not here: quantizing several tensors at
+ * once, perplexity (lib/eval). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@ static void shadow_free(shrink_model *m)
 {
 	if (!m)
 		return;
+	shrink_model_set_device(m, "cpu", NULL); /* frees the device copy */
 	free(m->layers);
 	shrink_tensor_set_free(&m->file.weights);
 	free(m);
@@ -82,12 +86,13 @@ static void log_softmax_rows(float *z, int rows, int vocab)
 	}
 }
 
-/* sum over rows of KL(ref || softmax(z)); ref holds log-probabilities; row_kl: rows scratch */
-static double kl_rows(const float *ref, const float *z, int rows, int vocab, double *row_kl)
+/* sum over rows of KL(ref || softmax(z)) = sum_j p_j (lp_j - z_j + lse(z)): lp
+ * and p hold the reference's log-probabilities and probabilities; row_kl: rows scratch */
+static double kl_rows(const float *lp, const float *p, const float *z, int rows, int vocab, double *row_kl)
 {
 #pragma omp parallel for if ((int64_t)rows * vocab > 65536)
 	for (int r = 0; r < rows; r++) {
-		const float *lp = ref + (size_t)r * vocab, *q = z + (size_t)r * vocab;
+		const float *lpr = lp + (size_t)r * vocab, *pr = p + (size_t)r * vocab, *q = z + (size_t)r * vocab;
 		float mx = q[0];
 		for (int j = 1; j < vocab; j++)
 			mx = q[j] > mx ? q[j] : mx;
@@ -96,7 +101,7 @@ static double kl_rows(const float *ref, const float *z, int rows, int vocab, dou
 			sum += exp((double)q[j] - mx);
 		double lse = mx + log(sum);
 		for (int j = 0; j < vocab; j++)
-			kl += exp((double)lp[j]) * ((double)lp[j] - (q[j] - lse));
+			kl += (double)pr[j] * ((double)lpr[j] - q[j] + lse);
 		row_kl[r] = kl;
 	}
 	double total = 0;
@@ -108,7 +113,7 @@ static double kl_rows(const float *ref, const float *z, int rows, int vocab, dou
 typedef struct {
 	shrink_model *m;
 	shrink_state *state;
-	float *ref, *logits, *wq;
+	float *ref, *ref_p, *logits, *wq; /* ref: log-probabilities, ref_p: probabilities */
 	double *row_kl;
 	size_t vocab;
 	int done, total; /* (tensor, scheme) pairs */
@@ -126,17 +131,20 @@ static shrink_status tensor_kl(sense_run *r, kl_work *k, const shrink_param *p, 
 		if ((st = sense_qdq(r->theta + p->offset, p->rows, p->cols, &s, k->wq, err)))
 			break;
 		t->data = k->wq, t->dtype = SHRINK_F32, t->n_bytes = (size_t)p->numel * sizeof(float);
+		st = shrink_model_reload_weight(k->m, t, err);
 		double total = 0;
 		for (int w = 0; !st && w < cp->n_samples; w++) {
+			size_t at = (size_t)w * cp->ctx * k->vocab;
 			st = forward_window(k->m, k->state, r->windows + (size_t)w * cp->ctx, cp->ctx, k->logits, err);
 			if (!st)
-				total += kl_rows(k->ref + (size_t)w * cp->ctx * k->vocab, k->logits, cp->ctx,
-						 (int)k->vocab, k->row_kl);
+				total += kl_rows(k->ref + at, k->ref_p + at, k->logits, cp->ctx, (int)k->vocab, k->row_kl);
 		}
 		ts->schemes[b].kl = total / ((double)cp->n_samples * cp->ctx);
 		sense_progress(r, "kl", ++k->done, k->total);
 	}
 	*t = saved;
+	if (!st)
+		st = shrink_model_reload_weight(k->m, t, err);
 	return st ? shrink_fail_prefix(err, "tensor '%s': ", p->name) : SHRINK_OK;
 }
 
@@ -145,31 +153,39 @@ static shrink_status kl_setup(sense_run *r, kl_work *k, shrink_error *err)
 	const shrink_calib_params *cp = r->p;
 	k->vocab = (size_t)r->lay.config->vocab_size;
 	size_t ref_n = (size_t)cp->n_samples * cp->ctx * k->vocab, max_numel = 0;
-	if (ref_n * sizeof(float) > MAX_REF_BYTES)
+	if (ref_n * 2 * sizeof(float) > MAX_REF_BYTES)
 		return shrink_fail(err, SHRINK_EUSAGE,
-				   "--measure kl keeps %zu MiB of reference log-probabilities (limit %zu MiB): lower "
+				   "--measure kl keeps %zu MiB of reference probabilities (limit %zu MiB): lower "
 				   "--samples or --ctx",
-				   ref_n * sizeof(float) >> 20, MAX_REF_BYTES >> 20);
+				   ref_n * 2 * sizeof(float) >> 20, MAX_REF_BYTES >> 20);
 	for (int i = 0; i < r->lay.n; i++) {
 		max_numel = (size_t)r->lay.params[i].numel > max_numel ? (size_t)r->lay.params[i].numel : max_numel;
 		k->total += r->lay.params[i].cols > 0 ? shrink_calib_n_schemes(cp) : 0;
 	}
 	shrink_status st = shadow_new(r->model, &k->m, err);
+	if (!st && cp->device)
+		st = shrink_model_set_device(k->m, cp->device, err);
 	if (!st)
 		st = shrink_state_new(k->m, cp->ctx, cp->ctx < MAX_BATCH ? cp->ctx : MAX_BATCH, "f32", &k->state, err);
 	if (st)
 		return st;
 	k->ref = malloc(ref_n * sizeof *k->ref);
+	k->ref_p = malloc(ref_n * sizeof *k->ref_p);
 	k->logits = malloc((size_t)cp->ctx * k->vocab * sizeof *k->logits);
 	k->wq = malloc(max_numel * sizeof *k->wq);
 	k->row_kl = malloc((size_t)cp->ctx * sizeof *k->row_kl);
-	if (!k->ref || !k->logits || !k->wq || !k->row_kl)
+	if (!k->ref || !k->ref_p || !k->logits || !k->wq || !k->row_kl)
 		return shrink_fail(err, SHRINK_EIO, "out of memory for --measure kl");
 	for (int w = 0; !st && w < cp->n_samples; w++) {
 		float *lp = k->ref + (size_t)w * cp->ctx * k->vocab;
 		st = forward_window(k->m, k->state, r->windows + (size_t)w * cp->ctx, cp->ctx, lp, err);
 		if (!st)
 			log_softmax_rows(lp, cp->ctx, (int)k->vocab);
+	}
+	if (!st) {
+#pragma omp parallel for
+		for (int64_t i = 0; i < (int64_t)ref_n; i++)
+			k->ref_p[i] = (float)exp((double)k->ref[i]);
 	}
 	return st;
 }
@@ -183,6 +199,6 @@ shrink_status sense_kl_pass(sense_run *r, shrink_error *err)
 			st = tensor_kl(r, &k, &r->lay.params[i], &r->out->tensors[i], err);
 	shrink_state_free(k.state);
 	shadow_free(k.m);
-	free(k.ref), free(k.logits), free(k.wq), free(k.row_kl);
+	free(k.ref), free(k.ref_p), free(k.logits), free(k.wq), free(k.row_kl);
 	return st;
 }

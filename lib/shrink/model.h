@@ -34,6 +34,11 @@ int64_t shrink_model_n_params(const shrink_model *m);
  * the KV cache is f16 on the GPU, so only --kv f16/f32 are accepted). SHRINK_EIO
  * when the library has no CUDA backend or no device is present. */
 shrink_status shrink_model_set_device(shrink_model *m, const char *device, shrink_error *err);
+/* After tensor t of m (one bound to a layer, the final norm or the output head)
+ * was changed on the host (its data, dtype or size): send it to the device
+ * again. Nothing to do when m runs on the CPU. The token embedding is read
+ * from the host by both backends; a tied one is uploaded again as the head. */
+shrink_status shrink_model_reload_weight(shrink_model *m, const shrink_tensor *t, shrink_error *err);
 
 /* Run state: the KV cache plus scratch for up to max_batch tokens per call. */
 typedef struct shrink_state shrink_state;

@@ -146,6 +146,7 @@ typedef struct {
 	int groups[SHRINK_CALIB_MAX_GROUPS];
 	bool symmetric;
 	bool measure_kl;
+	const char *device; /* where --measure kl runs its forward passes: NULL or "cpu", "cuda" */
 	void (*progress)(void *user, const char *phase, int done, int total);
 	void *user;
 } shrink_calib_params;

@@ -75,6 +75,7 @@ grep -q "	proxy	" "$tmp/p.tsv" && ok "proxy frontier by default" || bad "proxy f
 expect_rc 2 "no model" "$cal"
 expect_rc 2 "no text" "$cal" "$m"
 expect_rc 2 "bad --bits" "$cal" "$m" -d "$tmp/small.txt" --bits 2,7
+expect_rc 2 "bad --device" "$cal" "$m" -d "$tmp/small.txt" --device tpu
 expect_rc 2 "bad --hessian" "$cal" "$m" -d "$tmp/small.txt" --hessian exact
 expect_rc 2 "--pareto-metric kl without --measure kl" "$cal" "$m" -d "$tmp/small.txt" --pareto x --pareto-metric kl
 expect_rc 2 "--max-iter below --min-iter" "$cal" "$m" -d "$tmp/small.txt" --min-iter 5 --max-iter 4

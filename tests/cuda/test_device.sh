@@ -11,6 +11,7 @@
 need_prog run shrink-run
 need_prog eval shrink-eval
 need_prog quant shrink-quantize
+need_prog cal shrink-calibrate
 need_data small stories260K.gguf
 need_data text tinystories.txt
 
@@ -78,6 +79,28 @@ same_ppl "stories260K 4-bit" "$SHRINK_TMP/q4.shrink"
 check "stories260K quantized with mixed bits" $?
 same_tokens "stories260K mixed" "$SHRINK_TMP/mixed.shrink"
 same_ppl "stories260K mixed" "$SHRINK_TMP/mixed.shrink"
+
+# shrink-calibrate --measure kl on the GPU: the per-tensor KLs agree with the CPU's (f16 against f32
+# activations: within 10% where the KL is above 1e-3), and the file records where they were measured
+for d in cpu cuda; do
+	"$cal" "$small" -d "$text" -n 2 -c 64 --hessian none --bits 2,4,8 --measure kl --device $d -q \
+		-o "$SHRINK_TMP/kl_$d.json"
+	check "shrink-calibrate --measure kl --device $d" $?
+done
+python3 - "$SHRINK_TMP/kl_cpu.json" "$SHRINK_TMP/kl_cuda.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["data"]["kl_device"] == "cpu" and b["data"]["kl_device"] == "cuda"
+worst, n = 0.0, 0
+for ta, tb in zip(a["tensors"], b["tensors"]):
+    for sa, sb in zip(ta["schemes"], tb["schemes"]):
+        if sa["kl"] > 1e-3:
+            n += 1
+            worst = max(worst, abs(sb["kl"] - sa["kl"]) / sa["kl"])
+print("KL per tensor and scheme, cpu against cuda: %d compared, worst relative difference %.3f" % (n, worst))
+sys.exit(0 if n > 0 and worst <= 0.1 else 1)
+EOF
+check "per-tensor KL on the GPU within 10% of the CPU's" $?
 
 big=${SHRINK_DEFAULT_MODEL:-$HOME/.cache/shrink/default-model.gguf}
 if [ -e "$big" ]; then
