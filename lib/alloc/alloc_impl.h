@@ -20,5 +20,8 @@ int64_t alloc_min_size_ilp(const shrink_knapsack *k);
  * the capped metric, normalised; capped has room for n * n_schemes values. */
 shrink_status alloc_costs(const shrink_calibration *c, const int *tensor, int n, const shrink_alloc_params *p,
 			  double *cost, double *capped, bool *use_cap, double norm[2], shrink_error *err);
+/* The hawq cost of scheme e of tensor t: Omega with the trace taken as at
+ * least its standard error (objective.c says why); NAN without a trace. */
+double alloc_omega(const shrink_tensor_sense *t, const shrink_scheme_sense *e);
 
 #endif
