@@ -30,7 +30,7 @@ _Noreturn static void usage(void)
 	       "  -c, --ctx N            tokens per window (default 256)\n"
 	       "      --seed N           seed of the windows and the Rademacher vectors (default 0)\n"
 	       "      --hessian MODE     hutchinson, proxy (no backward pass) or none (default hutchinson)\n"
-	       "      --hvp METHOD       central or forward differences of gradients (default central)\n"
+	       "      --hvp METHOD       forward or central differences of gradients (default forward)\n"
 	       "      --hvp-step X       difference step relative to the RMS weight (default 0.001)\n"
 	       "      --tol X            stop a tensor once its trace moves by at most X relative (default 0.001)\n"
 	       "      --min-iter N       Hutchinson iterations at least (default 10)\n"

@@ -19,7 +19,7 @@ void shrink_calib_defaults(shrink_calib_params *p)
 	p->n_samples = 16;
 	p->ctx = 256;
 	p->hessian = SHRINK_HESSIAN_HUTCHINSON;
-	p->hvp = SHRINK_HVP_CENTRAL;
+	p->hvp = SHRINK_HVP_FORWARD; /* as accurate for traces at half the cost: shrink-calibrate(1) */
 	p->hvp_step = 1e-3;
 	p->min_iter = 10;
 	p->max_iter = 100;
