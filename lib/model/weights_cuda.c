@@ -94,15 +94,28 @@ void gpu_model_free(struct shrink_model_gpu *g)
 	free(g);
 }
 
-static shrink_status upload_layer(struct shrink_model_gpu *g, const shrink_model *m, int l, shrink_error *err)
+#define LAYER_WEIGHTS 12
+
+/* Layer l's host tensors and their device slots, in the same order. */
+static void layer_slots(const shrink_model *m, struct shrink_model_gpu *g, int l, const shrink_tensor **src,
+			gpu_weight **dst)
 {
 	const shrink_layer_weights *w = &m->layers[l];
 	gpu_layer *L = &g->layers[l];
-	const shrink_tensor *src[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq,
-				      w->bk, w->bv, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
-	gpu_weight *dst[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq,
-			     &L->bk, &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-	for (size_t i = 0; i < sizeof src / sizeof *src; i++) {
+	const shrink_tensor *s[LAYER_WEIGHTS] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq,
+						 w->bk, w->bv, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
+	gpu_weight *d[LAYER_WEIGHTS] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq,
+					&L->bk, &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+	memcpy(src, s, sizeof s);
+	memcpy(dst, d, sizeof d);
+}
+
+static shrink_status upload_layer(struct shrink_model_gpu *g, const shrink_model *m, int l, shrink_error *err)
+{
+	const shrink_tensor *src[LAYER_WEIGHTS];
+	gpu_weight *dst[LAYER_WEIGHTS];
+	layer_slots(m, g, l, src, dst);
+	for (int i = 0; i < LAYER_WEIGHTS; i++) {
 		shrink_status st = upload(g, m->path, src[i], dst[i], err);
 		if (st)
 			return st;
@@ -148,13 +161,10 @@ static gpu_weight *slot_of(struct shrink_model_gpu *g, const shrink_model *m, co
 	if (t == m->norm)
 		return &g->norm;
 	for (int l = 0; l < g->n_layers; l++) {
-		const shrink_layer_weights *w = &m->layers[l];
-		gpu_layer *L = &g->layers[l];
-		const shrink_tensor *src[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->bq,
-					      w->bk, w->bv, w->ffn_norm, w->w_gate, w->w_up, w->w_down};
-		gpu_weight *dst[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq,
-				     &L->bk, &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-		for (size_t i = 0; i < sizeof src / sizeof *src; i++)
+		const shrink_tensor *src[LAYER_WEIGHTS];
+		gpu_weight *dst[LAYER_WEIGHTS];
+		layer_slots(m, g, l, src, dst);
+		for (int i = 0; i < LAYER_WEIGHTS; i++)
 			if (src[i] == t)
 				return dst[i];
 	}
