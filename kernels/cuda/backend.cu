@@ -4,6 +4,8 @@
 // keeps the residual stream in float32 (as the CPU path does) so that a deep
 // model does not accumulate f16 rounding in it; the linear layers, RoPE,
 // attention and SwiGLU run in f16.
+#include <stdlib.h>
+
 #include "common.cuh"
 
 namespace {
@@ -128,6 +130,62 @@ extern "C" shrink_status shrink_cuda_download(shrink_cuda_ctx *ctx, void *dst, c
 	shrink_status st = shrink_cuda_check(
 		ctx, cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyDeviceToHost, ctx->stream), "download");
 	return st ? st : shrink_cuda_check(ctx, cudaStreamSynchronize(ctx->stream), "download");
+}
+
+struct shrink_cuda_graph {
+	cudaGraphExec_t exec;
+};
+
+extern "C" shrink_status shrink_cuda_capture_begin(shrink_cuda_ctx *ctx)
+{
+	// relaxed: kernels configure their shared memory (cudaFuncSetAttribute) on first use
+	return shrink_cuda_check(ctx, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeRelaxed),
+				 "begin capture");
+}
+
+extern "C" shrink_status shrink_cuda_capture_end(shrink_cuda_ctx *ctx, shrink_cuda_graph **out)
+{
+	cudaGraph_t graph = NULL;
+	shrink_status st = shrink_cuda_check(ctx, cudaStreamEndCapture(ctx->stream, &graph), "end capture");
+	if (!out) {
+		if (graph)
+			cudaGraphDestroy(graph);
+		cudaGetLastError(); // a failed capture leaves its error behind
+		return st;
+	}
+	*out = NULL;
+	shrink_cuda_graph *g = static_cast<shrink_cuda_graph *>(calloc(1, sizeof *g));
+	if (st == SHRINK_OK && !g)
+		st = shrink_cuda_fail(ctx, SHRINK_EIO, "end capture: out of memory");
+	if (st == SHRINK_OK)
+		st = shrink_cuda_check(ctx, cudaGraphInstantiate(&g->exec, graph, 0), "instantiate graph");
+	if (graph)
+		cudaGraphDestroy(graph);
+	if (st != SHRINK_OK) {
+		free(g);
+		return st;
+	}
+	*out = g;
+	return SHRINK_OK;
+}
+
+extern "C" shrink_status shrink_cuda_graph_launch(shrink_cuda_ctx *ctx, shrink_cuda_graph *g)
+{
+	return shrink_cuda_check(ctx, cudaGraphLaunch(g->exec, ctx->stream), "graph launch");
+}
+
+extern "C" void shrink_cuda_graph_free(shrink_cuda_graph *g)
+{
+	if (!g)
+		return;
+	cudaGraphExecDestroy(g->exec);
+	free(g);
+}
+
+extern "C" shrink_status shrink_cuda_upload_async(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes)
+{
+	return shrink_cuda_check(ctx, cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, ctx->stream),
+				 "upload");
 }
 
 extern "C" shrink_status shrink_cuda_sync(shrink_cuda_ctx *ctx)

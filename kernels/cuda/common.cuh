@@ -24,8 +24,12 @@ struct shrink_cuda_ctx {
 	void *workspace;
 	size_t workspace_bytes;
 	void *cublas_ws;
+	bool own_stream;   // made by ctx_create (asked with NULL): capturable into CUDA graphs
+	unsigned ws_generation; // bumped when the workspace moves (graphs captured before are stale)
+	int *counters;     // kCtxCounters arrival counters of split kernels, kept at 0 between calls
 	char message[256];
 };
+constexpr int kCtxCounters = 4096;
 
 // Record a failure in the context and return its status.
 shrink_status shrink_cuda_fail(shrink_cuda_ctx *ctx, shrink_status code, const char *fmt, ...)

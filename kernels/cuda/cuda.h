@@ -46,6 +46,9 @@ void shrink_cuda_ctx_destroy(shrink_cuda_ctx *ctx);
 /* Grow the workspace to at least n_bytes (synchronises; never call during capture). */
 shrink_status shrink_cuda_ctx_reserve(shrink_cuda_ctx *ctx, size_t n_bytes);
 const char *shrink_cuda_ctx_message(const shrink_cuda_ctx *ctx); /* the last failure, "" if none */
+/* Changes whenever shrink_cuda_ctx_reserve moves the workspace: a CUDA graph captured
+ * before holds stale pointers. With stream NULL the context makes (and owns) its stream. */
+unsigned shrink_cuda_ctx_generation(const shrink_cuda_ctx *ctx);
 int shrink_cuda_ctx_sm_count(const shrink_cuda_ctx *ctx);
 
 /* ---- weight-only quantized linear (W2..W8, A16) ---------------------------------------- */
@@ -93,6 +96,12 @@ shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_q
 /* Workspace bytes that let shrink_cuda_qlinear use its best path for up to max_tok tokens
  * (allow_cublas: include the dequantized copy that the cuBLAS path needs). */
 size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_tok, bool allow_cublas);
+/* y[i] [n_tok, rows of w[i]] = x W[i]^T for 1 to 3 weights with the same cols (q/k/v, gate/up):
+ * one launch when they share bits, group size and symmetry and n_tok <= 32, else one call each. */
+shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
+					shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *const *y);
+/* Workspace bytes for shrink_cuda_qlinear_multi (and each weight alone) up to max_tok tokens. */
+size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok);
 /* out [rows, cols] (dt) = the dequantized weight. */
 shrink_status shrink_cuda_qweight_dequant(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 					  void *out);
@@ -164,7 +173,31 @@ shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, 
 /* Workspace bytes for attention split over the keys (decode); without it attention runs unsplit. */
 size_t shrink_cuda_attention_workspace(int64_t n_tok, int n_heads, int head_dim, int64_t n_keys);
 
+/* One decode step with the position in device memory (*pos, int32; so that a CUDA graph of the
+ * step serves every position): rope on q [n_heads, head_dim] and k [n_kv_heads, head_dim] as
+ * shrink_cuda_rope (q and k themselves are left unrotated), store k and v (dt) at *pos in the
+ * caches (capacity rows), then attention as shrink_cuda_attention over positions 0..*pos.
+ * Nothing is written when *pos is outside [0, capacity). Needs
+ * shrink_cuda_attention_decode_workspace bytes of workspace. */
+shrink_status shrink_cuda_attention_decode(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q, const void *k,
+					   const void *v, int n_heads, int n_kv_heads, int head_dim,
+					   const float *inv_freq, const int32_t *pos, int64_t capacity,
+					   uint16_t *k_cache, uint16_t *v_cache, float scale, void *out);
+size_t shrink_cuda_attention_decode_workspace(int n_heads, int head_dim, int64_t capacity);
+
 /* ---- for the model backend (backend.cu) --------------------------------------------------- */
+
+/* CUDA graphs: the ops issued on the context's stream between capture_begin and capture_end
+ * are recorded, not run (the stream must not be the legacy default stream); graph_launch
+ * replays them. capture_end with out NULL abandons a capture (after a failed op). */
+typedef struct shrink_cuda_graph shrink_cuda_graph;
+shrink_status shrink_cuda_capture_begin(shrink_cuda_ctx *ctx);
+shrink_status shrink_cuda_capture_end(shrink_cuda_ctx *ctx, shrink_cuda_graph **out);
+shrink_status shrink_cuda_graph_launch(shrink_cuda_ctx *ctx, shrink_cuda_graph *g);
+void shrink_cuda_graph_free(shrink_cuda_graph *g);
+/* Asynchronous host -> device copy on the context's stream (a pageable src is staged before the
+ * call returns and may be reused; a pinned one must stay valid until the stream reaches the copy). */
+shrink_status shrink_cuda_upload_async(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes);
 
 /* Device memory (cudaMalloc) and synchronous copies on the context's stream. */
 shrink_status shrink_cuda_alloc(shrink_cuda_ctx *ctx, size_t n_bytes, void **out);

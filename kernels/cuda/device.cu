@@ -45,16 +45,31 @@ extern "C" shrink_status shrink_cuda_ctx_create(int device, shrink_cuda_stream s
 	if (!ctx)
 		return SHRINK_EIO;
 	ctx->device = device;
-	ctx->stream = stream;
 	cudaDeviceProp prop;
 	void *cublas_ws = NULL;
 	if (cudaSetDevice(device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
 		free(ctx);
 		return SHRINK_EIO;
 	}
+	// The legacy default stream cannot be captured into a CUDA graph: without a stream, make one
+	// (blocking, so it still orders with legacy-stream copies of the caller).
+	if (!stream) {
+		if (cudaStreamCreate(&stream) != cudaSuccess) {
+			free(ctx);
+			return SHRINK_EIO;
+		}
+		ctx->own_stream = true;
+	}
+	ctx->stream = stream;
+	if (cudaMalloc(&ctx->counters, kCtxCounters * sizeof(int)) != cudaSuccess ||
+	    cudaMemset(ctx->counters, 0, kCtxCounters * sizeof(int)) != cudaSuccess) {
+		shrink_cuda_ctx_destroy(ctx);
+		return SHRINK_EIO;
+	}
 	ctx->n_sms = prop.multiProcessorCount;
 	if (cublasCreate(&ctx->cublas) != CUBLAS_STATUS_SUCCESS) {
-		free(ctx);
+		ctx->cublas = NULL;
+		shrink_cuda_ctx_destroy(ctx);
 		return SHRINK_EIO;
 	}
 	// a fixed cuBLAS workspace keeps cuBLAS calls capturable into CUDA graphs
@@ -64,7 +79,8 @@ extern "C" shrink_status shrink_cuda_ctx_create(int device, shrink_cuda_stream s
 		if (cublas_ws)
 			cudaFree(cublas_ws);
 		cublasDestroy(ctx->cublas);
-		free(ctx);
+		ctx->cublas = NULL;
+		shrink_cuda_ctx_destroy(ctx);
 		return SHRINK_EIO;
 	}
 	ctx->cublas_ws = cublas_ws;
@@ -76,11 +92,16 @@ extern "C" void shrink_cuda_ctx_destroy(shrink_cuda_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	cublasDestroy(ctx->cublas);
+	if (ctx->cublas)
+		cublasDestroy(ctx->cublas);
 	if (ctx->cublas_ws)
 		cudaFree(ctx->cublas_ws);
 	if (ctx->workspace)
 		cudaFree(ctx->workspace);
+	if (ctx->counters)
+		cudaFree(ctx->counters);
+	if (ctx->own_stream)
+		cudaStreamDestroy(ctx->stream);
 	free(ctx);
 }
 
@@ -99,12 +120,18 @@ extern "C" shrink_status shrink_cuda_ctx_reserve(shrink_cuda_ctx *ctx, size_t n_
 	if (st != SHRINK_OK)
 		return st;
 	ctx->workspace_bytes = n_bytes;
+	ctx->ws_generation++;
 	return SHRINK_OK;
 }
 
 extern "C" const char *shrink_cuda_ctx_message(const shrink_cuda_ctx *ctx)
 {
 	return ctx ? ctx->message : "";
+}
+
+extern "C" unsigned shrink_cuda_ctx_generation(const shrink_cuda_ctx *ctx)
+{
+	return ctx->ws_generation;
 }
 
 extern "C" int shrink_cuda_ctx_sm_count(const shrink_cuda_ctx *ctx)

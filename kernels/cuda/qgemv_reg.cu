@@ -10,7 +10,9 @@
 // mma.m16n8k16 with the tokens in n. Groups of >= 64 columns are scaled in
 // float after an exact (q - z) x product per tile; smaller groups scale the
 // weight first. Warps meet in shared memory; split-K partials are added by the
-// last CTA of a row tile in split order (deterministic).
+// last CTA of a row tile in split order (deterministic). One launch may serve up
+// to three weights that read the same x (q/k/v, gate/up; qlinear_multi): the grid
+// is their row tiles end to end, which also gives small matrices enough CTAs.
 //
 // Measured on the H100 (run 1 of this kernel, 4-bit g128, f16): batch 1 at
 // 4096x14336 in 14.8 us (about 70% of copy bandwidth), 8192x8192 (U = 4) in
@@ -25,16 +27,25 @@
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kMaxWeights = 3;
 
-struct reg_args {
+// One weight of a launch: a launch may serve up to kMaxWeights weights that share K, bits,
+// group size and symmetry (q/k/v, or gate/up: one launch, and enough CTAs, for all of them).
+struct reg_weight {
 	const uint8_t *qw;
 	const uint32_t *scales, *zeros;
-	const void *x;
 	void *y;
-	float *ws;
 	int *counters;
+	int N, rt_begin; // rows; first CTA (row tile) of this weight in the grid
+};
+
+struct reg_args {
+	reg_weight w[kMaxWeights];
+	int n_weights;
+	const void *x;
+	float *ws; // split-K partials, [row tile of the launch][split][128 NT]
 	int64_t ldx;
-	int M, N;
+	int M;
 	int k_tiles, n_groups, gshift, kt_per_split, splits;
 };
 
@@ -54,12 +65,17 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 {
 	constexpr int U = tiles_in_flight<BITS, NT>();
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int rt = blockIdx.x, split = blockIdx.y;
+	const int bx = blockIdx.x;
+	const int wi = a.n_weights > 2 && bx >= a.w[2].rt_begin   ? 2
+		       : a.n_weights > 1 && bx >= a.w[1].rt_begin ? 1
+								  : 0;
+	const reg_weight W = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2]; // selects, not a run-time index
+	const int rt = bx - W.rt_begin, split = blockIdx.y;
 	const int kt_begin = split * a.kt_per_split;
 	const int kt_end = min(a.k_tiles, kt_begin + a.kt_per_split);
-	const uint8_t *tiles = a.qw + (size_t)rt * a.k_tiles * qtile_bytes(BITS);
-	const uint32_t *sc_row = a.scales + (size_t)rt * a.n_groups * 8 + g;
-	const uint32_t *zp_row = SYM ? nullptr : a.zeros + (size_t)rt * a.n_groups * 8 + g;
+	const uint8_t *tiles = W.qw + (size_t)rt * a.k_tiles * qtile_bytes(BITS);
+	const uint32_t *sc_row = W.scales + (size_t)rt * a.n_groups * 8 + g;
+	const uint32_t *zp_row = SYM ? nullptr : W.zeros + (size_t)rt * a.n_groups * 8 + g;
 	const T *x = static_cast<const T *>(a.x);
 
 	float acc[NT][4];
@@ -155,7 +171,9 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 		for (int c = 0; c < 4; c++)
 			red[warp][(j * 4 + c) * 32 + lane] = acc[j][c];
 	__syncthreads();
-	T *y = static_cast<T *>(a.y);
+	T *y = static_cast<T *>(W.y);
+	const int N = W.N;
+	const size_t cta = blockIdx.x; // partials are indexed by the launch's row tile
 	for (int e = threadIdx.x; e < E; e += blockDim.x) {
 		float v = 0.0f;
 #pragma unroll
@@ -164,10 +182,10 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 		if (a.splits == 1) {
 			const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
 			const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
-			if (row < a.N && tok < a.M)
-				y[(size_t)tok * a.N + row] = dtype_traits<T>::from_f(v);
+			if (row < N && tok < a.M)
+				y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
 		} else {
-			a.ws[((size_t)rt * a.splits + split) * E + e] = v;
+			a.ws[(cta * a.splits + split) * E + e] = v;
 		}
 	}
 	if (a.splits == 1)
@@ -175,21 +193,21 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 	__threadfence();
 	__syncthreads();
 	if (threadIdx.x == 0)
-		is_last = atomicAdd(&a.counters[rt], 1) == a.splits - 1;
+		is_last = atomicAdd(&W.counters[rt], 1) == a.splits - 1;
 	__syncthreads();
 	if (!is_last)
 		return;
 	for (int e = threadIdx.x; e < E; e += blockDim.x) {
 		float v = 0.0f;
 		for (int sp = 0; sp < a.splits; sp++)
-			v += __ldcg(&a.ws[((size_t)rt * a.splits + sp) * E + e]);
+			v += __ldcg(&a.ws[(cta * a.splits + sp) * E + e]);
 		const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
 		const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
-		if (row < a.N && tok < a.M)
-			y[(size_t)tok * a.N + row] = dtype_traits<T>::from_f(v);
+		if (row < N && tok < a.M)
+			y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
 	}
 	if (threadIdx.x == 0)
-		a.counters[rt] = 0;
+		W.counters[rt] = 0;
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
@@ -231,18 +249,18 @@ void launch_type(const reg_args &a, dim3 grid, cudaStream_t stream, int bits, in
 
 } // namespace
 
-qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k)
+qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int M, int n_sms, int split_k)
 {
 	qgemv_plan_t p;
 	memset(&p, 0, sizeof p);
-	p.ctas = w->row_tiles;
+	p.ctas = row_tiles;
 	int64_t splits = split_k > 0 ? split_k : 1;
 	if (split_k <= 0) // about two CTAs per SM, one k tile per warp at least
 		while (splits < 16 && p.ctas * splits * 2 <= 2 * (int64_t)n_sms && w->k_tiles / (splits * 2) >= 8)
 			splits *= 2;
 	p.kt_per_split = (int)ceil_div64(w->k_tiles, splits);
 	p.splits = (int)ceil_div64(w->k_tiles, p.kt_per_split);
-	p.ws_floats = p.splits > 1 ? (size_t)w->row_tiles * p.splits * 128 * n_tiles_of(M) : 0;
+	p.ws_floats = p.splits > 1 ? (size_t)row_tiles * p.splits * 128 * n_tiles_of(M) : 0;
 	return p;
 }
 
@@ -250,23 +268,31 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 {
 	const shrink_cuda_qweight *w = c->w;
 	reg_args a;
-	a.qw = static_cast<const uint8_t *>(w->qw);
-	a.scales = w->scales;
-	a.zeros = w->zeros;
+	memset(&a, 0, sizeof a);
+	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
+	int64_t rt_begin = 0;
+	for (int i = 0; i < a.n_weights; i++) {
+		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		reg_weight &r = a.w[i];
+		r.qw = static_cast<const uint8_t *>(wi->qw);
+		r.scales = wi->scales, r.zeros = wi->zeros;
+		r.y = i ? c->more_y[i - 1] : c->y;
+		r.counters = wi->counters;
+		r.N = (int)wi->rows;
+		r.rt_begin = (int)rt_begin;
+		rt_begin += wi->row_tiles;
+	}
 	a.x = c->x;
-	a.y = c->y;
 	a.ws = c->ws;
-	a.counters = w->counters;
 	a.ldx = c->ldx;
 	a.M = c->M;
-	a.N = (int)w->rows;
 	a.k_tiles = (int)w->k_tiles;
 	a.n_groups = (int)w->n_groups;
 	a.gshift = qgroup_shift(w);
 	a.kt_per_split = p->kt_per_split;
 	a.splits = p->splits;
 	const bool fold = w->group_size == 0 || w->group_size >= 64;
-	dim3 grid((unsigned)w->row_tiles, (unsigned)p->splits);
+	dim3 grid((unsigned)rt_begin, (unsigned)p->splits);
 	const int nt = n_tiles_of(c->M);
 	if (c->dt == SHRINK_CUDA_F16)
 		launch_type<__half>(a, grid, ctx->stream, w->bits, nt, w->symmetric, fold);

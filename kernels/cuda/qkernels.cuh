@@ -16,6 +16,11 @@ struct qcall {
 	void *y;
 	int splits; // split-K factor (1: none)
 	float *ws;  // split-K partials (NULL when splits == 1)
+	// the register GEMV only: up to two more weights with w's K, bits, group size and symmetry,
+	// computed in the same launch from the same x (n_weights 0 or 1: w alone)
+	int n_weights;
+	const shrink_cuda_qweight *more[2];
+	void *more_y[2];
 };
 
 // log2 of the group size in columns; 31 for one group per row.
@@ -38,7 +43,8 @@ struct qgemv_plan_t {
 qgemv_plan_t qgemv_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
 shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
 // The register-streaming version (qgemv_reg.cu); uses ctas, splits, kt_per_split, ws_floats.
-qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
+// row_tiles: of all the weights of the launch (qcall.n_weights).
+qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int M, int n_sms, int split_k);
 shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
 // Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block.
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);

@@ -1,5 +1,5 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (the register GEMV for <= 16 tokens, the tiled GEMM up to
+// a path (the register GEMV for <= 32 tokens, the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -13,7 +13,7 @@ namespace {
 
 // From this many tokens on, a dense copy + cuBLAS (tensor-core wgmma kernels) beats our mma.sync GEMM.
 constexpr int kCublasMinTokens = 1024;
-constexpr int kGemvMaxTokens = 16;
+constexpr int kGemvMaxTokens = 32;
 constexpr int kMaxSplits = 16;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
@@ -44,14 +44,16 @@ shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
 {
 	if (path != SHRINK_CUDA_QPATH_AUTO)
 		return path;
-	// measured on the H100: a GEMV wins up to 16 tokens, the tiled GEMM from 32 on; of the two
-	// GEMVs the register one is faster at every shape for 1-16 tokens (tests/bench/bench_cuda.md;
-	// Llama-3-8B-shaped 4-bit decode 220 vs 188 tokens/s) and gave the same end-to-end results
+	// measured on the H100: the register GEMV wins up to 32 tokens (at 32: 1.5-1.8x cuBLAS
+	// where the tiled GEMM gives 0.7-1.0x), the tiled GEMM from 64 on; of the two GEMVs the
+	// register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
 	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG
 	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 }
 
-qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpath path, int split_k)
+// row_tiles: of every weight of the launch (more than w's own for the register GEMV's multi-weight launch)
+qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpath path, int split_k,
+		int64_t row_tiles = 0)
 {
 	qplan p;
 	memset(&p, 0, sizeof p);
@@ -63,7 +65,7 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 		p.dense_bytes = (size_t)w->rows * w->cols * 2;
 	} else if (p.path == SHRINK_CUDA_QPATH_GEMV || p.path == SHRINK_CUDA_QPATH_GEMV_REG) {
 		p.gemv = p.path == SHRINK_CUDA_QPATH_GEMV ? qgemv_plan(w, M, n_sms, split_k)
-							  : qgemv_reg_plan(w, M, n_sms, split_k);
+							  : qgemv_reg_plan(w, row_tiles ? row_tiles : w->row_tiles, M, n_sms, split_k);
 		p.splits = p.gemv.splits;
 		p.part_bytes = p.gemv.ws_floats * 4;
 	} else {
@@ -163,6 +165,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 		return gemm_cublas(ctx, dt, dense, w->rows, w->cols, x, M, y);
 	}
 	qcall c;
+	memset(&c, 0, sizeof c);
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
 	c.ws = p.splits > 1 ? part : NULL;
 	if (p.pad_bytes) {
@@ -197,4 +200,68 @@ extern "C" shrink_status shrink_cuda_linear_dense(shrink_cuda_ctx *ctx, shrink_c
 	if (n_tok == 0)
 		return SHRINK_OK;
 	return gemm_cublas(ctx, dt, w, rows, cols, x, n_tok, y);
+}
+
+// Whether w[1..n) can share w[0]'s launch of the register GEMV.
+static bool same_scheme(const shrink_cuda_qweight *const *w, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (!w[i] || !w[i]->qw || w[i]->bits != w[0]->bits || w[i]->group_size != w[0]->group_size ||
+		    w[i]->symmetric != w[0]->symmetric || w[i]->cols != w[0]->cols)
+			return false;
+	return true;
+}
+
+extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
+						   shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *const *y)
+{
+	if (n_w < 1 || n_w > 3 || !w || !y)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: 1 to 3 weights");
+	bool one_launch = n_w > 1 && n_tok >= 1 && n_tok <= kGemvMaxTokens && same_scheme(w, n_w) &&
+			  w[0]->cols % 64 == 0 && (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16) && x &&
+			  ((uintptr_t)x & 15) == 0;
+	for (int i = 0; one_launch && i < n_w; i++)
+		one_launch = y[i] && ((uintptr_t)y[i] & 15) == 0;
+	if (!one_launch) {
+		for (int i = 0; i < n_w; i++) {
+			shrink_status st = shrink_cuda_qlinear(ctx, w[i], dt, x, n_tok, y[i]);
+			if (st != SHRINK_OK)
+				return st;
+		}
+		return SHRINK_OK;
+	}
+	int64_t row_tiles = 0;
+	for (int i = 0; i < n_w; i++)
+		row_tiles += w[i]->row_tiles;
+	const int M = (int)n_tok;
+	qplan p = make_plan(w[0], M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
+	if (p.total() > ctx->workspace_bytes)
+		p = make_plan(w[0], M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 1, row_tiles);
+	if (p.total() > ctx->workspace_bytes)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: workspace of %zu bytes, %zu needed",
+					ctx->workspace_bytes, p.total());
+	qcall c;
+	memset(&c, 0, sizeof c);
+	c.w = w[0], c.dt = dt, c.x = x, c.ldx = w[0]->cols, c.M = M, c.y = y[0], c.splits = p.splits;
+	c.ws = p.splits > 1 ? reinterpret_cast<float *>(static_cast<uint8_t *>(ctx->workspace)) : NULL;
+	c.n_weights = n_w;
+	for (int i = 1; i < n_w; i++)
+		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i];
+	return qgemv_reg_launch(ctx, &c, &p.gemv);
+}
+
+extern "C" size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok)
+{
+	int64_t row_tiles = 0;
+	size_t need = 0;
+	for (int i = 0; i < n_w; i++) {
+		row_tiles += w[i]->row_tiles;
+		const size_t b = shrink_cuda_qlinear_workspace(w[i], max_tok, false);
+		need = b > need ? b : need;
+	}
+	for (int64_t M = 1; M <= max_tok && M <= kGemvMaxTokens; M++) {
+		const qplan p = make_plan(w[0], (int)M, kMaxSms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
+		need = p.total() > need ? p.total() : need;
+	}
+	return need;
 }

@@ -11,7 +11,13 @@
  * it to the residual stream in the same kernel (one launch fewer per block).
  * Precision: the residual stream is float32 as on the CPU; matrix products,
  * RoPE, attention and SwiGLU run in f16 with float accumulation; logits are
- * float32 from a float-accumulated product. */
+ * float32 from a float-accumulated product.
+ * Decode (one token) is one CUDA graph replayed for every token: the position
+ * lives in device memory (pos_dev), read by the fused rope + KV store +
+ * attention kernel, so the captured step serves every position; q/k/v and
+ * gate/up run as one launch each (shrink_cuda_qlinear_multi). The graph is
+ * captured on the first decode step and again whenever the context's
+ * workspace moved; if capture fails the same ops run eagerly. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +36,10 @@ struct shrink_state_gpu {
 	float *logits;						/* [max_batch, vocab] */
 	float *inv_freq;					/* head_dim / 2 */
 	float *host_x; /* embedding rows gathered on the host */
+	int32_t *pos_dev, host_pos;			/* decode position (device; its host source) */
+	shrink_cuda_graph *graph;			/* the decode step, once captured */
+	unsigned graph_generation;			/* the context's workspace generation it was captured with */
+	bool graph_failed;				/* capture failed once: decode eagerly */
 };
 
 shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_error *err)
@@ -62,7 +72,9 @@ void gpu_state_free(struct shrink_state_gpu *s)
 		shrink_cuda_release(s->vc ? s->vc[l] : NULL);
 	}
 	free(s->kc), free(s->vc);
-	void *dev[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->h1, s->h3, s->logits16, s->logits, s->inv_freq};
+	shrink_cuda_graph_free(s->graph);
+	void *dev[] = {s->x,  s->xb,	 s->q,	    s->k,	 s->v,	    s->att,
+		       s->h1, s->h3,	 s->logits16, s->logits, s->inv_freq, s->pos_dev};
 	for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
 		shrink_cuda_release(dev[i]);
 	free(s->host_x);
@@ -75,8 +87,20 @@ static size_t workspace_need(const shrink_model *m, int max_tokens, int max_batc
 	const struct shrink_model_gpu *g = m->gpu;
 	const shrink_config *c = m->config;
 	size_t need = shrink_cuda_attention_workspace(1, layer_max(c, 0), c->head_dim, max_tokens);
+	size_t dec = shrink_cuda_attention_decode_workspace(layer_max(c, 0), c->head_dim, max_tokens);
+	need = dec > need ? dec : need;
 	for (int l = 0; l < g->n_layers; l++) {
 		const gpu_layer *L = &g->layers[l];
+		if (L->wq.quantized && L->wk.quantized && L->wv.quantized) {
+			const shrink_cuda_qweight *qkv[] = {&L->wq.q, &L->wk.q, &L->wv.q};
+			size_t b = shrink_cuda_qlinear_multi_workspace(3, qkv, max_batch);
+			need = b > need ? b : need;
+		}
+		if (L->w_gate.quantized && L->w_up.quantized) {
+			const shrink_cuda_qweight *gu[] = {&L->w_gate.q, &L->w_up.q};
+			size_t b = shrink_cuda_qlinear_multi_workspace(2, gu, max_batch);
+			need = b > need ? b : need;
+		}
 		const gpu_weight *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
 		for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
 			size_t b = all[i]->quantized ? shrink_cuda_qlinear_workspace(&all[i]->q, max_batch, false) : 0;
@@ -106,6 +130,7 @@ static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gp
 		{(void **)&s->h1, b * ffn * 2},	   {(void **)&s->h3, b * ffn * 2},   {(void **)&s->logits, b * vocab * 4},
 		{(void **)&s->inv_freq, hd / 2 * 4},
 		{(void **)&s->logits16, s->g->lm_head.quantized ? b * vocab * 2 : 0},
+		{(void **)&s->pos_dev, 4},
 	};
 	shrink_status st = SHRINK_OK;
 	for (size_t i = 0; i < sizeof want / sizeof *want && !st; i++)
@@ -238,10 +263,137 @@ static shrink_status logits_out(const shrink_model *m, struct shrink_state_gpu *
 	return st;
 }
 
+/* y[i] = x W[i]^T for weights that read the same x (q/k/v, gate/up): one launch when all are quantized. */
+static shrink_status linear_multi(shrink_cuda_ctx *ctx, int n_w, const gpu_weight *const *w, const uint16_t *x, int n,
+				  uint16_t *const *y)
+{
+	const shrink_cuda_qweight *q[3];
+	bool all_q = true;
+	for (int i = 0; i < n_w; i++)
+		all_q = all_q && w[i]->quantized, q[i] = &w[i]->q;
+	if (all_q)
+		return shrink_cuda_qlinear_multi(ctx, n_w, q, SHRINK_CUDA_F16, x, n, (void *const *)y);
+	shrink_status st = SHRINK_OK;
+	for (int i = 0; i < n_w && !st; i++)
+		st = linear(ctx, w[i], NULL, x, n, y[i]);
+	return st;
+}
+
+/* One token's attention block with the position read from s->pos_dev (capturable). */
+static shrink_status attention_decode(const shrink_model *m, struct shrink_state_gpu *s, int l, const uint16_t *pending)
+{
+	const shrink_config *c = m->config;
+	const gpu_layer *w = &s->g->layers[l];
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	int nh = c->layers[l].n_heads, nkv = c->layers[l].n_kv_heads, hd = c->head_dim;
+	const gpu_weight *qkv[] = {&w->wq, &w->wk, &w->wv}, *bias[] = {&w->bq, &w->bk, &w->bv};
+	uint16_t *out[] = {s->q, s->k, s->v};
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, pending, w->attn_norm.dense, 1, c->dim, c->norm_eps, s->xb);
+	if (!st)
+		st = linear_multi(ctx, 3, qkv, s->xb, 1, out);
+	for (int i = 0; i < 3 && !st; i++)
+		if (bias[i]->dense)
+			st = shrink_cuda_bias(ctx, out[i], bias[i]->dense, 1, bias[i]->rows);
+	if (!st)
+		st = shrink_cuda_attention_decode(ctx, SHRINK_CUDA_F16, s->q, s->k, s->v, nh, nkv, hd, s->inv_freq,
+						  s->pos_dev, s->max_tokens, s->kc[l], s->vc[l], 1.0f / sqrtf((float)hd),
+						  s->att);
+	if (!st)
+		st = linear(ctx, &w->wo, NULL, s->att, 1, s->xb); /* added by ffn_block's norm */
+	return st;
+}
+
+static shrink_status ffn_decode(const shrink_model *m, struct shrink_state_gpu *s, int l)
+{
+	const shrink_config *c = m->config;
+	const gpu_layer *w = &s->g->layers[l];
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	const gpu_weight *gu[] = {&w->w_gate, &w->w_up};
+	uint16_t *out[] = {s->h1, s->h3};
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, s->xb, w->ffn_norm.dense, 1, c->dim, c->norm_eps, s->xb);
+	if (!st)
+		st = linear_multi(ctx, 2, gu, s->xb, 1, out);
+	if (!st)
+		st = shrink_cuda_swiglu(ctx, SHRINK_CUDA_F16, s->h1, s->h3, c->layers[l].ffn_dim, s->h1);
+	if (!st)
+		st = linear(ctx, &w->w_down, NULL, s->h1, 1, s->xb); /* added by the next norm */
+	return st;
+}
+
+/* Everything of a decode step after the embedding row reached s->x: the layers, the final norm
+ * and the float32 logits in s->logits. */
+static shrink_status decode_ops(const shrink_model *m, struct shrink_state_gpu *s)
+{
+	const shrink_config *c = m->config;
+	const gpu_weight *head = &s->g->lm_head;
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	shrink_status st = SHRINK_OK;
+	for (int l = 0; l < c->n_layers && !st; l++) {
+		st = attention_decode(m, s, l, l ? s->xb : NULL);
+		if (!st)
+			st = ffn_decode(m, s, l);
+	}
+	if (!st)
+		st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, s->xb, s->g->norm.dense, 1, c->dim, c->norm_eps, s->xb);
+	if (!st && head->quantized) {
+		st = shrink_cuda_qlinear(ctx, &head->q, SHRINK_CUDA_F16, s->xb, 1, s->logits16);
+		if (!st)
+			st = shrink_cuda_convert(ctx, SHRINK_CUDA_F16, s->logits16, c->vocab_size, SHRINK_CUDA_F32, s->logits);
+	} else if (!st) {
+		st = shrink_cuda_linear_dense_f32(ctx, head->dense, head->rows, head->cols, s->xb, 1, s->logits);
+	}
+	return st;
+}
+
+/* Run decode_ops through the captured graph (capturing it first when there is none or the
+ * workspace moved since); eagerly when capture does not work here. */
+static shrink_status decode_run(const shrink_model *m, struct shrink_state_gpu *s)
+{
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	const unsigned gen = shrink_cuda_ctx_generation(ctx);
+	if (s->graph && s->graph_generation != gen) {
+		shrink_cuda_graph_free(s->graph);
+		s->graph = NULL;
+	}
+	if (!s->graph && !s->graph_failed) {
+		shrink_status st = shrink_cuda_capture_begin(ctx);
+		if (!st) {
+			shrink_status ran = decode_ops(m, s); /* recorded, not run */
+			shrink_status ended = shrink_cuda_capture_end(ctx, ran ? NULL : &s->graph);
+			st = ran ? ran : ended;
+		}
+		s->graph_failed = st != SHRINK_OK;
+		s->graph_generation = gen;
+	}
+	return s->graph ? shrink_cuda_graph_launch(ctx, s->graph) : decode_ops(m, s);
+}
+
+static shrink_status gpu_decode(const shrink_model *m, struct shrink_state_gpu *s, int pos, int token, float *logits)
+{
+	const shrink_config *c = m->config;
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	op_embed(m->tok_embed, &token, 1, c->dim, s->host_x);
+	s->host_pos = pos;
+	shrink_status st = shrink_cuda_upload_async(ctx, s->x, s->host_x, (size_t)c->dim * 4);
+	if (!st)
+		st = shrink_cuda_upload_async(ctx, s->pos_dev, &s->host_pos, 4);
+	if (!st)
+		st = decode_run(m, s);
+	if (!st && logits)
+		st = shrink_cuda_download(ctx, logits, s->logits, (size_t)c->vocab_size * 4);
+	if (!st && !logits)
+		st = shrink_cuda_sync(ctx);
+	return st;
+}
+
 shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int pos, const int *tokens, int n,
 			  float *logits, bool all_logits, shrink_error *err)
 {
 	const shrink_config *c = m->config;
+	if (n == 1) {
+		shrink_status st = gpu_decode(m, s, pos, tokens[0], logits);
+		return st ? gpu_fail(s->g, st, "decode", err) : SHRINK_OK;
+	}
 	op_embed(m->tok_embed, tokens, n, c->dim, s->host_x);
 	shrink_status st = shrink_cuda_upload(s->g->ctx, s->x, s->host_x, (size_t)n * c->dim * 4);
 	for (int l = 0; l < c->n_layers && !st; l++) {

@@ -29,6 +29,7 @@ static shrink_cuda_ctx *ctx;
 static cudaStream_t stream;
 static cublasHandle_t cublas;
 static bool quick;
+static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
 static int dt = 0; /* 0 f16, 1 bf16 */
 static double copy_gbps;
 
@@ -279,8 +280,8 @@ static void free_case(lin_case *c)
 
 static const char *path_name(shrink_cuda_qpath p, int64_t M)
 {
-	if (p == SHRINK_CUDA_QPATH_AUTO)
-		p = M <= 16 ? SHRINK_CUDA_QPATH_GEMV : M >= 1024 ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
+	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses */
+		p = M <= 32 ? SHRINK_CUDA_QPATH_GEMV_REG : M >= 1024 ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
 	       : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg" : "dequant+cublas";
 }
@@ -317,6 +318,8 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 		sanity_check(&c, 64);
 		for (int b = 0; b < n_batches; b++) {
 			const int64_t M = batches[b];
+			if (M > max_batch)
+				continue;
 			c.M = M;
 			double cub = time_auto(launch_cublas, &c, c.n_f);
 			bench_row(&c, M, SHRINK_CUDA_QPATH_AUTO, cub);
@@ -448,9 +451,10 @@ typedef struct {
 	uint16_t *kc, *vc;
 	int H, KV, hd;
 	int64_t pos0;
+	int32_t *pos_dev;
 } op_case;
 
-enum { OP_RMSNORM, OP_ROPE, OP_SWIGLU, OP_ADD, OP_EMBED, OP_ARGMAX, OP_ATTN };
+enum { OP_RMSNORM, OP_ROPE, OP_SWIGLU, OP_ADD, OP_EMBED, OP_ARGMAX, OP_ATTN, OP_ATTN_DEC, OP_ADDNORM };
 
 static void launch_op(void *arg, int i)
 {
@@ -464,6 +468,14 @@ static void launch_op(void *arg, int i)
 	case OP_ADD: CKS(shrink_cuda_add(ctx, t, c->a[k], c->b[k], c->T * c->D, c->out[k])); break;
 	case OP_EMBED: CKS(shrink_cuda_embed(ctx, t, c->w, c->D /* vocab */, 4096, c->ids, c->T, c->out[k])); break;
 	case OP_ARGMAX: CKS(shrink_cuda_argmax(ctx, t, c->a[k], c->T, c->D, (int32_t *)c->out[k])); break;
+	case OP_ADDNORM:
+		CKS(shrink_cuda_add_rmsnorm_f32(ctx, c->a[k], c->b[k], c->w, c->T, c->D, 1e-5f, c->out[k]));
+		break;
+	case OP_ATTN_DEC:
+		CKS(shrink_cuda_attention_decode(ctx, t, c->a[k], c->b[k], c->b[k], c->H, c->KV, c->hd, c->inv,
+						 c->pos_dev, c->pos0 + 1, c->kc, c->vc, 1.0f / sqrtf((float)c->hd),
+						 c->out[k]));
+		break;
 	default:
 		CKS(shrink_cuda_attention(ctx, t, c->a[k], c->T, c->pos0, c->H, c->KV, c->hd, c->kc, c->vc,
 					  1.0f / sqrtf((float)c->hd), c->out[k]));
@@ -566,6 +578,19 @@ static void bench_ops(void)
 			CK(cudaMemset(c.vc, 0x3c, (size_t)L * KV * hd * 2));
 			snprintf(name, sizeof name, "attention decode H=%d KV=%d ctx=%lld (one cache)", H, KV, (long long)L);
 			bench_op(name, &c, (size_t)H * hd * 2, (size_t)H * hd * 2, 4.0 * L * KV * hd);
+			/* the fused decode step (rope + KV store + attention, position in device memory) */
+			op_case d = c;
+			d.op = OP_ATTN_DEC;
+			d.inv = dev_alloc(64 * sizeof(float));
+			CK(cudaMemset(d.inv, 0, 64 * sizeof(float)));
+			const int32_t last = (int32_t)(L - 1);
+			d.pos_dev = dev_alloc(4);
+			CK(cudaMemcpy(d.pos_dev, &last, 4, cudaMemcpyHostToDevice));
+			snprintf(name, sizeof name, "attention_decode (rope + store + attention) H=%d KV=%d ctx=%lld", H, KV,
+				 (long long)L);
+			bench_op(name, &d, (size_t)H * hd * 2, (size_t)H * hd * 2, 4.0 * L * KV * hd);
+			cudaFree(d.inv);
+			cudaFree(d.pos_dev);
 			if (li < 2) {
 				op_case p = {.op = OP_ATTN, .T = L, .H = H, .KV = KV, .hd = hd, .pos0 = 0};
 				p.kc = c.kc, p.vc = c.vc;
@@ -578,6 +603,71 @@ static void bench_ops(void)
 			cudaFree(c.vc);
 		}
 	}
+}
+
+/* ---- one decode step of a Llama-3-8B-shaped layer, op by op ---------------------------------- */
+
+typedef struct {
+	lin_case part[3];
+	int n;
+	bool multi; /* one shrink_cuda_qlinear_multi call, else one call per weight */
+} multi_case;
+
+static void launch_multi(void *arg, int i)
+{
+	multi_case *m = arg;
+	const shrink_cuda_qweight *w[3];
+	void *y[3];
+	for (int j = 0; j < m->n; j++)
+		w[j] = &m->part[j].q[i % m->part[j].n_q], y[j] = m->part[j].y;
+	if (m->multi)
+		CKS(shrink_cuda_qlinear_multi(ctx, m->n, w, (shrink_cuda_dtype)dt, m->part[0].x, 1, y));
+	else
+		for (int j = 0; j < m->n; j++)
+			CKS(shrink_cuda_qlinear(ctx, w[j], (shrink_cuda_dtype)dt, m->part[0].x, 1, y[j]));
+}
+
+static void bench_multi(const char *name, int n, const int64_t *rows, int64_t K, ref_rng *rng)
+{
+	multi_case m = {.n = n};
+	double bytes = 0;
+	for (int j = 0; j < n; j++) {
+		setup_case(&m.part[j], K, rows[j], 4, 128, 1, rng);
+		bytes += (double)shrink_cuda_qweight_bytes(&m.part[j].q[0]);
+	}
+	for (int multi = 0; multi < 2; multi++) {
+		m.multi = multi;
+		double us = time_auto(launch_multi, &m, m.part[0].n_q);
+		double gbps = bytes / (us * 1e-6) / 1e9;
+		printf("| %s, %s | %.1f | %.0f | %.0f%% |\n", name, multi ? "one launch" : "one launch each", us, gbps,
+		       100 * gbps / copy_gbps);
+		fflush(stdout);
+	}
+	for (int j = 0; j < n; j++)
+		free_case(&m.part[j]);
+}
+
+static void bench_decode(ref_rng *rng)
+{
+	printf("\n### Decode step ops of a Llama-3-8B-shaped layer (1 token, 4-bit g128 symmetric, %s)\n\n",
+	       dt ? "bf16" : "f16");
+	printf("| op | us | GB/s | %% of copy BW |\n|---|---|---|---|\n");
+	const int64_t qkv[] = {4096, 1024, 1024}, gu[] = {14336, 14336};
+	bench_multi("q/k/v 4096 -> 4096+1024+1024", 3, qkv, 4096, rng);
+	bench_multi("gate/up 4096 -> 2x14336", 2, gu, 4096, rng);
+	lin_case head;
+	setup_case(&head, 4096, 128256, 8, 128, 1, rng);
+	head.M = 1;
+	head.path = SHRINK_CUDA_QPATH_AUTO;
+	double us = time_auto(launch_q, &head, head.n_q);
+	double gbps = (double)shrink_cuda_qweight_bytes(&head.q[0]) / (us * 1e-6) / 1e9;
+	printf("| lm_head 8-bit g128 4096 -> 128256 | %.1f | %.0f | %.0f%% |\n", us, gbps, 100 * gbps / copy_gbps);
+	free_case(&head);
+	op_case c = {.op = OP_ADDNORM, .T = 1, .D = 4096};
+	c.w = dev_alloc(4096 * 2);
+	CK(cudaMemset(c.w, 0x3c, 4096 * 2));
+	bench_op("add_rmsnorm_f32 D=4096 (residual f32 + f16, normed f16 out)", &c, 4096 * 4, 4096 * 2, 4096 * 12.0);
+	cudaFree(c.w);
 }
 
 /* One quantized linear call (after one warm-up call), for a profiler: --one K N M gemv|gemm|cublas */
@@ -598,7 +688,7 @@ static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits,
 int main(int argc, char **argv)
 {
 	int bits = 4, group = 128;
-	bool only_linear = false;
+	bool only_linear = false, decode = false;
 	int64_t one[3] = {0, 0, 0};
 	const char *one_path = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -610,6 +700,10 @@ int main(int argc, char **argv)
 			quick = true;
 		else if (!strcmp(argv[i], "--linear"))
 			only_linear = true;
+		else if (!strcmp(argv[i], "--decode"))
+			decode = true;
+		else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
+			max_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
 			dt = !strcmp(argv[++i], "bf16");
 		else if (!strcmp(argv[i], "--bits") && i + 1 < argc)
@@ -617,7 +711,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--dtype f16|bf16] [--bits B] [--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}
@@ -645,6 +739,10 @@ int main(int argc, char **argv)
 	printf("Median over CUDA-graph replays rotating >= 200 MB of weights; speedup = cuBLAS us / ours us;\n"
 	       "GB/s counts the repacked quantized weight (codes + f16 scales) once per call.\n");
 	ref_rng rng = {42};
+	if (decode) {
+		bench_decode(&rng);
+		return 0;
+	}
 	bench_linear(bits, group, &rng);
 	if (!only_linear) {
 		bench_bits(&rng);

@@ -3,7 +3,10 @@
  * linear at every bit width, symmetric and asymmetric, every group size, f16
  * and bf16, through each path (GEMV, tiled GEMM, dequantize + cuBLAS) with and
  * without split-K; the dequantizer; W8A8; embedding, RMSNorm, RoPE, SwiGLU,
- * add, argmax, KV store, attention (decode, prefill, chunked prefill, GQA).
+ * add, argmax, KV store, attention (decode, prefill, chunked prefill, GQA);
+ * the fused decode step (rope + KV store + attention, position in device
+ * memory), also replayed from a CUDA graph at several positions; several
+ * weights in one launch (shrink_cuda_qlinear_multi).
  * Outputs are poisoned with NaN before each run and followed by a guard that
  * must stay untouched; errors are ||out - ref|| / ||ref||.
  *   test_cuda [--quick] [--seed N]     (--quick: small shapes, for compute-sanitizer)
@@ -222,6 +225,61 @@ static void test_qlinear(ref_rng *rng)
 			shrink_cuda_qweight_free(&w);
 		}
 		ref_qmatrix_free(&m);
+	}
+}
+
+/* Up to three weights sharing x, in one launch (same scheme) or one by one (mixed schemes). */
+static void check_qlinear_multi(int n_w, const int *bits, int g, bool sym, const int64_t *rows, int64_t K, int dt,
+				int64_t M, ref_rng *rng)
+{
+	ref_qmatrix m[3];
+	shrink_cuda_qweight w[3];
+	const shrink_cuda_qweight *wp[3];
+	void *dy[3];
+	uint16_t *x = random_half(dt, (size_t)M * K, 1.0, rng);
+	void *dx = dev_upload(x, (size_t)M * K * 2);
+	bool ok = true;
+	for (int i = 0; i < n_w; i++) {
+		ref_qmatrix_random(&m[i], bits[i], g, sym, rows[i], K, rng);
+		ok = status_ok(shrink_cuda_qweight_upload(ctx, bits[i], g, sym, rows[i], K, m[i].packed, m[i].scales,
+							  m[i].zeros, &w[i]),
+			       "qweight_upload") && ok;
+		wp[i] = &w[i];
+		dy[i] = dev_poisoned((size_t)M * rows[i] * 2);
+	}
+	if (ok && status_ok(shrink_cuda_qlinear_multi(ctx, n_w, wp, (shrink_cuda_dtype)dt, dx, M, dy), "qlinear_multi")) {
+		for (int i = 0; i < n_w; i++) {
+			double *ref = malloc((size_t)M * rows[i] * sizeof(double));
+			uint16_t *y = malloc((size_t)M * rows[i] * 2);
+			ref_qlinear(&m[i], dt, x, M, ref);
+			bool guard = dev_download(y, dy[i], (size_t)M * rows[i] * 2);
+			double err = ref_rel_err_half(dt, y, ref, (size_t)M * rows[i]);
+			report(guard && err <= tol(dt), "qlinear_multi %d/%d b%d %s g%d %s N=%lld K=%lld M=%lld err=%.2e%s",
+			       i + 1, n_w, bits[i], sym ? "sym" : "asym", g, dt_name(dt), (long long)rows[i], (long long)K,
+			       (long long)M, err, guard ? "" : " GUARD WRITTEN");
+			free(ref), free(y);
+		}
+	}
+	for (int i = 0; i < n_w; i++) {
+		if (ok)
+			shrink_cuda_qweight_free(&w[i]);
+		ref_qmatrix_free(&m[i]);
+		cudaFree(dy[i]);
+	}
+	cudaFree(dx);
+	free(x);
+}
+
+static void test_qlinear_multi(ref_rng *rng)
+{
+	static const int same4[] = {4, 4, 4}, same3[] = {3, 3, 3}, same8[] = {8, 8}, mixed[] = {4, 8, 4};
+	static const int64_t qkv[] = {256, 64, 64}, odd[] = {40, 200, 24}, gu[] = {300, 300};
+	for (int dt = 0; dt < 2; dt++) {
+		check_qlinear_multi(3, same4, 128, false, qkv, 512, dt, 1, rng);
+		check_qlinear_multi(3, same3, 32, true, odd, 256, dt, 7, rng);
+		check_qlinear_multi(2, same8, 0, false, gu, 1024, dt, 16, rng);
+		check_qlinear_multi(3, mixed, 64, true, qkv, 320, dt, 3, rng); /* one launch each */
+		check_qlinear_multi(2, same4, 128, true, gu, 192, dt, 20, rng); /* GEMM path, one each */
 	}
 }
 
@@ -518,6 +576,79 @@ static void check_attention(int dt, int H, int KV, int hd, int64_t T, int64_t p0
 	free(q), free(kc), free(vc), free(ref), free(out);
 }
 
+/* The decode step (rope, KV store, attention; position read from device memory) against
+ * ref_rope then ref_attention over a cache holding the rotated key. graph: capture the call
+ * once, then replay it at each position (the positions must be increasing). */
+static void check_attention_decode(int dt, int H, int KV, int hd, int64_t cap, const int64_t *pos, int n_pos,
+				   bool graph, ref_rng *rng)
+{
+	float inv[128];
+	for (int i = 0; i < hd / 2; i++)
+		inv[i] = (float)pow(500000.0, -2.0 * i / hd);
+	const size_t kvd = (size_t)KV * hd;
+	uint16_t *kc = random_half(0, (size_t)cap * kvd, 1.0, rng), *vc = random_half(0, (size_t)cap * kvd, 1.0, rng);
+	uint16_t *dkc = dev_upload(kc, (size_t)cap * kvd * 2), *dvc = dev_upload(vc, (size_t)cap * kvd * 2);
+	void *dinv = dev_upload(inv, (size_t)hd / 2 * 4);
+	int32_t *dpos = dev_poisoned(4);
+	void *dq = dev_poisoned((size_t)H * hd * 2), *dk = dev_poisoned(kvd * 2), *dv = dev_poisoned(kvd * 2);
+	void *dout = dev_poisoned((size_t)H * hd * 2);
+	const float scale = 1.0f / sqrtf((float)hd);
+	shrink_cuda_graph *g = NULL;
+	if (graph) {
+		shrink_status st = shrink_cuda_capture_begin(ctx);
+		if (status_ok(st, "capture_begin")) {
+			st = shrink_cuda_attention_decode(ctx, (shrink_cuda_dtype)dt, dq, dk, dv, H, KV, hd, dinv, dpos, cap,
+							  dkc, dvc, scale, dout);
+			st = shrink_cuda_capture_end(ctx, st ? NULL : &g) || st;
+			status_ok(st, "attention_decode capture");
+		}
+		if (!g)
+			n_pos = 0;
+	}
+	for (int pi = 0; pi < n_pos; pi++) {
+		const int64_t p = pos[pi];
+		const int32_t p32 = (int32_t)p;
+		uint16_t *q = random_half(dt, (size_t)H * hd, 1.0, rng), *k = random_half(dt, kvd, 1.0, rng);
+		uint16_t *v = random_half(dt, kvd, 1.0, rng), *out = malloc((size_t)H * hd * 2);
+		uint16_t *row = malloc(kvd * 2 * 2);
+		double *rq = malloc((size_t)H * hd * sizeof(double)), *rk = malloc(kvd * sizeof(double));
+		double *ref = malloc((size_t)H * hd * sizeof(double)), *ref_row = malloc(kvd * 2 * sizeof(double));
+		CK(cudaMemcpy(dq, q, (size_t)H * hd * 2, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(dk, k, kvd * 2, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(dv, v, kvd * 2, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(dpos, &p32, 4, cudaMemcpyHostToDevice));
+		shrink_status st = g ? shrink_cuda_graph_launch(ctx, g)
+				     : shrink_cuda_attention_decode(ctx, (shrink_cuda_dtype)dt, dq, dk, dv, H, KV, hd, dinv,
+								    dpos, cap, dkc, dvc, scale, dout);
+		ref_rope(dt, q, 1, H, hd, inv, p, rq);
+		ref_rope(dt, k, 1, KV, hd, inv, p, rk);
+		for (size_t i = 0; i < (size_t)H * hd; i++)
+			q[i] = ref_to_half(dt, (float)rq[i]); /* the rotated q, rounded as rope rounds it */
+		for (size_t i = 0; i < kvd; i++) {
+			kc[p * kvd + i] = ref_f32_to_f16(ref_from_half(dt, ref_to_half(dt, (float)rk[i])));
+			vc[p * kvd + i] = ref_f32_to_f16(ref_from_half(dt, v[i]));
+			ref_row[i] = ref_f16_to_f32(kc[p * kvd + i]), ref_row[kvd + i] = ref_f16_to_f32(vc[p * kvd + i]);
+		}
+		ref_attention(dt, q, 1, p, H, KV, hd, kc, vc, scale, ref);
+		if (status_ok(st, "attention_decode")) {
+			bool guard = dev_download(out, dout, (size_t)H * hd * 2);
+			CK(cudaMemcpy(row, dkc + p * kvd, kvd * 2, cudaMemcpyDeviceToHost));
+			CK(cudaMemcpy(row + kvd, dvc + p * kvd, kvd * 2, cudaMemcpyDeviceToHost));
+			double err = ref_rel_err_half(dt, out, ref, (size_t)H * hd);
+			double err_kv = ref_rel_err_half(0, row, ref_row, kvd * 2);
+			report(guard && err <= tol(dt) && err_kv <= TOL_F16,
+			       "attention_decode%s %s H=%d KV=%d hd=%d cap=%lld pos=%lld err=%.2e kv %.2e%s",
+			       g ? " (graph)" : "", dt_name(dt), H, KV, hd, (long long)cap, (long long)p, err, err_kv,
+			       guard ? "" : " GUARD WRITTEN");
+		}
+		free(q), free(k), free(v), free(out), free(row), free(rq), free(rk), free(ref), free(ref_row);
+	}
+	shrink_cuda_graph_free(g);
+	cudaFree(dkc), cudaFree(dvc), cudaFree(dinv), cudaFree(dpos), cudaFree(dq), cudaFree(dk), cudaFree(dv),
+		cudaFree(dout);
+	free(kc), free(vc);
+}
+
 static void test_attention(ref_rng *rng)
 {
 	static const int heads[][3] = {{4, 4, 64}, {8, 2, 128}, {14, 2, 64}, {32, 8, 128}, {12, 1, 64}, {6, 3, 96}};
@@ -530,6 +661,16 @@ static void test_attention(ref_rng *rng)
 			check_attention(dt, H, KV, hd, quick ? 40 : 150, 0, rng);   /* prefill */
 			check_attention(dt, H, KV, hd, 37, 50, rng);                 /* chunked prefill */
 		}
+	static const int64_t pos[] = {0, 1, 31, 32, 33, 300, 1999}, far[] = {4000, 5119};
+	for (int dt = 0; dt < 2; dt++)
+		for (int c = 0; c < n_heads_cfg; c++) {
+			const int H = heads[c][0], KV = heads[c][1], hd = heads[c][2];
+			check_attention_decode(dt, H, KV, hd, 2048, pos, quick ? 6 : 7, c == 0, rng);
+			if (!quick) /* splits longer than a chunk */
+				check_attention_decode(dt, H, KV, hd, 5120, far, 2, c == 1, rng);
+		}
+	check_attention_decode(0, 40, 5, 256, 64, pos, 4, false, rng); /* group 8, widest head */
+	check_attention_decode(1, 4, 4, 8, 64, pos, 4, true, rng);    /* narrowest head */
 }
 
 int main(int argc, char **argv)
@@ -557,6 +698,7 @@ int main(int argc, char **argv)
 	}
 	ref_rng rng = {seed};
 	test_qlinear(&rng);
+	test_qlinear_multi(&rng);
 	test_w8a8(&rng);
 	test_embed(&rng);
 	test_rmsnorm(&rng);

@@ -1,0 +1,375 @@
+// attention_decode.cu: one decode step of causal grouped-query attention with
+// the position read from device memory, so that the whole decode step can be
+// captured once into a CUDA graph and replayed for every token.
+//
+// One launch does what rope + KV store + attention + split merge did in four:
+// q and the new k are rotated (RoPE, Hugging Face half-split, the same float
+// arithmetic and roundings as shrink_cuda_rope), the new k and v go into the
+// cache at pos, and the keys 0..pos are read in splits of a fixed length
+// (flash-decoding), chosen from the cache capacity so that the grid does not
+// depend on pos: CTAs past the last key return at once. Each active CTA
+// leaves (max, sum, unnormalised output) in the workspace; the last CTA of a
+// KV head to arrive (counter in the context) merges the splits in split order
+// (deterministic). A CTA of 128 threads serves one KV head and up to 8 query
+// heads, over chunks of 32 keys: four threads per key for the scores (the K
+// row read once for every head of the group), one warp per head for the
+// online softmax, (8-column slice, key lane) pairs for p * V.
+//
+// Deliberately not here: prefill (attention.cu), caches other than f16.
+#include "common.cuh"
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kKeys = 32;     // keys per chunk: 4 threads per key
+constexpr int kMaxSplits = 128;
+
+struct dec_args {
+	const void *q, *k, *v;
+	const float *inv_freq;
+	const int32_t *pos;
+	__half *kc, *vc;
+	void *out;
+	float *ws_o;  // [n_heads][splits][head_dim]
+	float *ws_ml; // [n_heads][splits][2]
+	int *counters;
+	int n_heads, n_kv, head_dim, group, n_sub, splits, split_len, capacity;
+	float scale;
+};
+
+struct dec_smem {
+	float *qs, *ss, *stat, *kv, *red, *wts;
+};
+
+template <int GM> __host__ __device__ size_t dec_smem_floats(int hd)
+{
+	return (size_t)GM * hd + GM * kKeys + 3 * GM + 2 * hd + (size_t)(kThreads / (hd / 8)) * GM * hd +
+	       (size_t)GM * kMaxSplits;
+}
+
+template <int GM> __device__ dec_smem dec_carve(float *sm, int hd)
+{
+	dec_smem s;
+	s.qs = sm;                      // [GM][hd] rotated, scaled q
+	s.ss = s.qs + GM * hd;          // [GM][kKeys] scores, then probabilities
+	s.stat = s.ss + GM * kKeys;     // m[GM], l[GM], corr[GM]
+	s.kv = s.stat + 3 * GM;         // the new key (rotated) and value, as the cache holds them
+	s.red = s.kv + 2 * hd;          // [key lanes][GM][hd]
+	s.wts = s.red + (kThreads / (hd / 8)) * GM * hd; // [GM][kMaxSplits] merge weights
+	return s;
+}
+
+// Rotate pair i of a head (x1 = x[i], x2 = x[i + half]) as rope_kernel does; results rounded to T.
+template <typename T> __device__ __forceinline__ float2 rope_pair(const T *x, int i, int half, float c, float s)
+{
+	const float x1 = dtype_traits<T>::to_f(x[i]), x2 = dtype_traits<T>::to_f(x[i + half]);
+	return make_float2(dtype_traits<T>::to_f(dtype_traits<T>::from_f(x1 * c - x2 * s)),
+			   dtype_traits<T>::to_f(dtype_traits<T>::from_f(x2 * c + x1 * s)));
+}
+
+// Rotated q of the CTA's heads into smem (times scale); in the split that holds pos, the new
+// key and value too (and, for the first head group of the KV head, into the cache).
+template <typename T, int GM>
+__device__ void dec_prologue(const dec_args &a, const dec_smem &s, int kh, int h0, int nh, int pos, bool has_pos,
+			     bool store)
+{
+	const int hd = a.head_dim, half = hd / 2;
+	const T *q = static_cast<const T *>(a.q);
+	for (int i = threadIdx.x; i < half; i += kThreads) {
+		float sn, cs;
+		sincosf((float)pos * a.inv_freq[i], &sn, &cs);
+		for (int gi = 0; gi < GM; gi++) {
+			float2 r = make_float2(0.0f, 0.0f);
+			if (gi < nh)
+				r = rope_pair<T>(q + (size_t)(h0 + gi) * hd, i, half, cs, sn);
+			s.qs[gi * hd + i] = r.x * a.scale;
+			s.qs[gi * hd + i + half] = r.y * a.scale;
+		}
+		if (has_pos) {
+			const float2 r = rope_pair<T>(static_cast<const T *>(a.k) + (size_t)kh * hd, i, half, cs, sn);
+			const __half k1 = __float2half_rn(r.x), k2 = __float2half_rn(r.y);
+			s.kv[i] = __half2float(k1), s.kv[i + half] = __half2float(k2);
+			if (store) {
+				__half *kc = a.kc + ((size_t)pos * a.n_kv + kh) * hd;
+				kc[i] = k1, kc[i + half] = k2;
+			}
+		}
+	}
+	if (has_pos)
+		for (int d = threadIdx.x; d < hd; d += kThreads) {
+			const __half v = __float2half_rn(dtype_traits<T>::to_f(static_cast<const T *>(a.v)[(size_t)kh * hd + d]));
+			s.kv[hd + d] = __half2float(v);
+			if (store)
+				a.vc[((size_t)pos * a.n_kv + kh) * hd + d] = v;
+		}
+	if (threadIdx.x < GM)
+		s.stat[threadIdx.x] = -INFINITY, s.stat[GM + threadIdx.x] = 0.0f;
+}
+
+// 8 consecutive f16 of a cache row (or of the new key/value in smem when key == pos) as float.
+__device__ __forceinline__ void dec_row8(const __half *row, const float *fresh, bool is_new, float (&v)[8])
+{
+	if (is_new) {
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			v[e] = fresh[e];
+		return;
+	}
+	const uint4 raw = *reinterpret_cast<const uint4 *>(row);
+	const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
+#pragma unroll
+	for (int e = 0; e < 4; e++) {
+		const float2 f = __half22float2(h2[e]);
+		v[2 * e] = f.x, v[2 * e + 1] = f.y;
+	}
+}
+
+// Scores of keys c0..c0+31 for every head: 4 threads per key, each a quarter of the 8-column slices.
+template <int GM>
+__device__ void dec_scores(const dec_args &a, const dec_smem &s, int kh, int64_t c0, int64_t k_end, int pos)
+{
+	const int hd = a.head_dim, n8 = hd / 8, j = threadIdx.x >> 2, part = threadIdx.x & 3;
+	const int64_t key = c0 + j;
+	float acc[GM];
+#pragma unroll
+	for (int gi = 0; gi < GM; gi++)
+		acc[gi] = 0.0f;
+	if (key < k_end) {
+		const __half *kr = a.kc + ((size_t)key * a.n_kv + kh) * hd;
+		for (int c = part; c < n8; c += 4) {
+			float v[8];
+			dec_row8(kr + 8 * c, s.kv + 8 * c, key == pos, v);
+#pragma unroll
+			for (int gi = 0; gi < GM; gi++)
+#pragma unroll
+				for (int e = 0; e < 8; e++)
+					acc[gi] += v[e] * s.qs[gi * hd + 8 * c + e];
+		}
+	}
+#pragma unroll
+	for (int gi = 0; gi < GM; gi++) {
+		acc[gi] += __shfl_xor_sync(0xffffffffu, acc[gi], 1);
+		acc[gi] += __shfl_xor_sync(0xffffffffu, acc[gi], 2);
+		if (part == 0)
+			s.ss[gi * kKeys + j] = key < k_end ? acc[gi] : -INFINITY;
+	}
+}
+
+// Online softmax over the chunk: one warp per head, one lane per key.
+template <int GM> __device__ void dec_softmax(const dec_smem &s)
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	for (int gi = warp; gi < GM; gi += kThreads / 32) {
+		const float x = s.ss[gi * kKeys + lane];
+		const float m_old = s.stat[gi], m_new = fmaxf(m_old, warp_max(x));
+		const float p = m_new == -INFINITY ? 0.0f : __expf(x - m_new);
+		s.ss[gi * kKeys + lane] = p;
+		const float sum = warp_sum(p);
+		if (lane == 0) {
+			const float corr = m_old == -INFINITY ? 0.0f : __expf(m_old - m_new);
+			s.stat[gi] = m_new;
+			s.stat[GM + gi] = s.stat[GM + gi] * corr + sum;
+			s.stat[2 * GM + gi] = corr;
+		}
+	}
+}
+
+// acc = acc * corr + sum_j p_j V_j over this thread's keys of the chunk and its 8 columns.
+template <int GM>
+__device__ void dec_pv(const dec_args &a, const dec_smem &s, int kh, int64_t c0, int64_t k_end, int pos,
+		       float (&acc)[GM][8])
+{
+	const int hd = a.head_dim, n8 = hd / 8, key_lanes = kThreads / n8;
+	const int c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
+	if (kl >= key_lanes)
+		return;
+#pragma unroll
+	for (int gi = 0; gi < GM; gi++)
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			acc[gi][e] *= s.stat[2 * GM + gi];
+	const int n_here = (int)min((int64_t)kKeys, k_end - c0);
+	for (int j = kl; j < n_here; j += key_lanes) {
+		float v[8];
+		dec_row8(a.vc + ((size_t)(c0 + j) * a.n_kv + kh) * hd + 8 * c8, s.kv + hd + 8 * c8, c0 + j == pos, v);
+#pragma unroll
+		for (int gi = 0; gi < GM; gi++) {
+			const float p = s.ss[gi * kKeys + j];
+#pragma unroll
+			for (int e = 0; e < 8; e++)
+				acc[gi][e] += p * v[e];
+		}
+	}
+}
+
+// The last CTA of a head group: out = sum_s w_s o_s / sum_s w_s l_s, w_s = exp(m_s - max m), in split order.
+template <typename T, int GM> __device__ void dec_merge(const dec_args &a, const dec_smem &s, int h0, int nh, int n_active)
+{
+	const int hd = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	for (int gi = warp; gi < nh; gi += kThreads / 32) {
+		const float *ml = a.ws_ml + (size_t)(h0 + gi) * a.splits * 2;
+		float m = -INFINITY;
+		for (int sp = lane; sp < n_active; sp += 32)
+			m = fmaxf(m, __ldcg(ml + 2 * sp));
+		m = warp_max(m);
+		float l = 0.0f;
+		for (int sp = lane; sp < n_active; sp += 32) {
+			const float ms = __ldcg(ml + 2 * sp);
+			const float w = ms == -INFINITY ? 0.0f : __expf(ms - m);
+			s.wts[gi * kMaxSplits + sp] = w;
+			l += w * __ldcg(ml + 2 * sp + 1);
+		}
+		l = warp_sum(l);
+		for (int sp = lane; sp < n_active; sp += 32)
+			s.wts[gi * kMaxSplits + sp] *= l > 0.0f ? 1.0f / l : 0.0f;
+	}
+	__syncthreads();
+	for (int i = threadIdx.x; i < nh * hd; i += kThreads) {
+		const int gi = i / hd, d = i % hd;
+		const float *o = a.ws_o + (size_t)(h0 + gi) * a.splits * hd + d;
+		float v = 0.0f;
+		for (int sp = 0; sp < n_active; sp++)
+			v += s.wts[gi * kMaxSplits + sp] * __ldcg(o + (size_t)sp * hd);
+		static_cast<T *>(a.out)[(size_t)(h0 + gi) * hd + d] = dtype_traits<T>::from_f(v);
+	}
+}
+
+template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const dec_args a)
+{
+	extern __shared__ float sm[];
+	__shared__ int is_last;
+	const int hd = a.head_dim, n8 = hd / 8;
+	const dec_smem s = dec_carve<GM>(sm, hd);
+	const int pos = *a.pos;
+	if (pos < 0 || pos >= a.capacity) // never write outside the cache (the caller checks the position)
+		return;
+	const int n_active = (pos + a.split_len) / a.split_len; // splits holding keys 0..pos
+	const int split = blockIdx.y;
+	if (split >= n_active)
+		return;
+	const int kh = blockIdx.x / a.n_sub, sub = blockIdx.x % a.n_sub;
+	const int h0 = kh * a.group + sub * GM, nh = min(GM, a.group - sub * GM);
+	const int64_t k_begin = (int64_t)split * a.split_len, k_end = min((int64_t)pos + 1, k_begin + a.split_len);
+	const bool has_pos = split == n_active - 1;
+	dec_prologue<T, GM>(a, s, kh, h0, nh, pos, has_pos, has_pos && sub == 0);
+	float acc[GM][8];
+#pragma unroll
+	for (int gi = 0; gi < GM; gi++)
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			acc[gi][e] = 0.0f;
+	__syncthreads();
+	for (int64_t c0 = k_begin; c0 < k_end; c0 += kKeys) {
+		dec_scores<GM>(a, s, kh, c0, k_end, pos);
+		__syncthreads();
+		dec_softmax<GM>(s);
+		__syncthreads();
+		dec_pv<GM>(a, s, kh, c0, k_end, pos, acc);
+		__syncthreads();
+	}
+	// add the key lanes; this split's partial to the workspace
+	const int key_lanes = kThreads / n8, c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
+	if (kl < key_lanes)
+#pragma unroll
+		for (int gi = 0; gi < GM; gi++)
+#pragma unroll
+			for (int e = 0; e < 8; e++)
+				s.red[(kl * GM + gi) * hd + 8 * c8 + e] = acc[gi][e];
+	__syncthreads();
+	for (int i = threadIdx.x; i < nh * hd; i += kThreads) {
+		const int gi = i / hd, d = i % hd;
+		float o = 0.0f;
+		for (int l = 0; l < key_lanes; l++)
+			o += s.red[(l * GM + gi) * hd + d];
+		const size_t hs = (size_t)(h0 + gi) * a.splits + split;
+		a.ws_o[hs * hd + d] = o;
+		if (d == 0)
+			a.ws_ml[2 * hs] = s.stat[gi], a.ws_ml[2 * hs + 1] = s.stat[GM + gi];
+	}
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0)
+		is_last = atomicAdd(&a.counters[blockIdx.x], 1) == n_active - 1;
+	__syncthreads();
+	if (!is_last)
+		return;
+	dec_merge<T, GM>(a, s, h0, nh, n_active);
+	if (threadIdx.x == 0)
+		a.counters[blockIdx.x] = 0;
+}
+
+template <typename T, int GM> cudaError_t launch(const dec_args &a, cudaStream_t stream)
+{
+	static bool configured; // once per kernel, for the largest head_dim
+	if (!configured) {
+		cudaError_t e = cudaFuncSetAttribute(attention_decode_kernel<T, GM>,
+						     cudaFuncAttributeMaxDynamicSharedMemorySize,
+						     (int)(dec_smem_floats<GM>(256) * sizeof(float)));
+		if (e != cudaSuccess)
+			return e;
+		configured = true;
+	}
+	dim3 grid((unsigned)(a.n_kv * a.n_sub), (unsigned)a.splits);
+	attention_decode_kernel<T, GM>
+		<<<grid, kThreads, dec_smem_floats<GM>(a.head_dim) * sizeof(float), stream>>>(a);
+	return cudaGetLastError();
+}
+
+template <typename T> cudaError_t launch_type(const dec_args &a, int gm, cudaStream_t s)
+{
+	switch (gm) {
+	case 1: return launch<T, 1>(a, s);
+	case 2: return launch<T, 2>(a, s);
+	case 4: return launch<T, 4>(a, s);
+	default: return launch<T, 8>(a, s);
+	}
+}
+
+// Keys per split: a multiple of the chunk, long enough that capacity / split_len <= kMaxSplits.
+int split_len_for(int64_t capacity)
+{
+	const int64_t len = ceil_div64(ceil_div64(capacity, kMaxSplits), kKeys) * kKeys;
+	return (int)(len < kKeys ? kKeys : len);
+}
+
+} // namespace
+
+extern "C" size_t shrink_cuda_attention_decode_workspace(int n_heads, int head_dim, int64_t capacity)
+{
+	const int64_t splits = ceil_div64(capacity, split_len_for(capacity));
+	return (size_t)n_heads * splits * (head_dim + 2) * sizeof(float);
+}
+
+extern "C" shrink_status shrink_cuda_attention_decode(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q,
+						      const void *k, const void *v, int n_heads, int n_kv_heads,
+						      int head_dim, const float *inv_freq, const int32_t *pos,
+						      int64_t capacity, uint16_t *k_cache, uint16_t *v_cache,
+						      float scale, void *out)
+{
+	if ((dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16) || n_heads < 1 || n_kv_heads < 1 ||
+	    n_heads % n_kv_heads || head_dim < 8 || head_dim > 256 || head_dim % 8 || capacity < 1 ||
+	    capacity > INT32_MAX || !q || !k || !v || !inv_freq || !pos || !k_cache || !v_cache || !out)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "attention_decode: bad arguments");
+	dec_args a;
+	a.q = q, a.k = k, a.v = v, a.inv_freq = inv_freq, a.pos = pos;
+	a.kc = reinterpret_cast<__half *>(k_cache), a.vc = reinterpret_cast<__half *>(v_cache);
+	a.out = out;
+	a.n_heads = n_heads, a.n_kv = n_kv_heads, a.head_dim = head_dim;
+	a.group = n_heads / n_kv_heads;
+	const int gm = a.group <= 1 ? 1 : a.group <= 2 ? 2 : a.group <= 4 ? 4 : 8;
+	a.n_sub = (int)ceil_div64(a.group, gm);
+	a.split_len = split_len_for(capacity);
+	a.splits = (int)ceil_div64(capacity, a.split_len);
+	a.scale = scale;
+	a.capacity = (int)capacity;
+	const size_t need = shrink_cuda_attention_decode_workspace(n_heads, head_dim, capacity);
+	if (need > ctx->workspace_bytes || (int64_t)n_kv_heads * a.n_sub > kCtxCounters)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "attention_decode: workspace of %zu bytes, %zu needed",
+					ctx->workspace_bytes, need);
+	a.ws_o = static_cast<float *>(ctx->workspace);
+	a.ws_ml = a.ws_o + (size_t)n_heads * a.splits * head_dim;
+	a.counters = ctx->counters;
+	cudaError_t e = dt == SHRINK_CUDA_F16 ? launch_type<__half>(a, gm, ctx->stream)
+					      : launch_type<__nv_bfloat16>(a, gm, ctx->stream);
+	return shrink_cuda_check(ctx, e, "attention_decode");
+}
