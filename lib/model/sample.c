@@ -5,6 +5,7 @@
  * so the same seed always gives the same text. */
 #include <gsl/gsl_rng.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "shrink/model.h"
@@ -60,12 +61,49 @@ void shrink_sampler_free(shrink_sampler *s)
 	free(s);
 }
 
+/* The order of candidates: more likely first, then lower id. */
+static bool better(cand a, cand b)
+{
+	return a.p > b.p || (a.p == b.p && a.id < b.id);
+}
+
 static int by_prob_desc(const void *a, const void *b)
 {
 	const cand *x = a, *y = b;
-	if (x->p != y->p)
-		return x->p < y->p ? 1 : -1;
-	return x->id - y->id;
+	return better(*x, *y) ? -1 : better(*y, *x) ? 1 : 0;
+}
+
+/* Keep top[0..k) the best candidates seen so far, in order: with k much
+ * smaller than the vocabulary almost every candidate is turned away by one
+ * comparison, where sorting 128K candidates per token took longer than a
+ * GPU's whole forward pass. */
+static void keep_best(cand *top, int *len, int k, cand c)
+{
+	if (*len == k && !better(c, top[k - 1]))
+		return;
+	int i = *len < k ? (*len)++ : k - 1;
+	for (; i > 0 && better(c, top[i - 1]); i--)
+		top[i] = top[i - 1];
+	top[i] = c;
+}
+
+/* Fill s->c with the candidates in order (the first keep of them when
+ * keep < n); returns the sum of all weights. */
+static double rank(shrink_sampler *s, const float *logits, int keep)
+{
+	int n = s->n_vocab, len = 0;
+	double mx = logits[shrink_argmax(logits, n)], total = 0;
+	for (int i = 0; i < n; i++) {
+		cand c = {exp(((double)logits[i] - mx) / s->temp), i};
+		total += c.p;
+		if (keep < n)
+			keep_best(s->c, &len, keep, c);
+		else
+			s->c[i] = c;
+	}
+	if (keep == n)
+		qsort(s->c, (size_t)n, sizeof *s->c, by_prob_desc);
+	return total;
 }
 
 int shrink_sample(shrink_sampler *s, const float *logits)
@@ -73,14 +111,8 @@ int shrink_sample(shrink_sampler *s, const float *logits)
 	if (s->temp == 0)
 		return shrink_argmax(logits, s->n_vocab);
 	int n = s->n_vocab;
-	double mx = logits[shrink_argmax(logits, n)], total = 0;
-	for (int i = 0; i < n; i++) {
-		s->c[i].id = i;
-		s->c[i].p = exp(((double)logits[i] - mx) / s->temp);
-		total += s->c[i].p;
-	}
-	qsort(s->c, (size_t)n, sizeof *s->c, by_prob_desc);
 	int keep = s->top_k > 0 && s->top_k < n ? s->top_k : n;
+	double total = rank(s, logits, keep);
 	double mass = 0, kept_total = 0;
 	int k = 0;
 	while (k < keep) {

@@ -3,6 +3,7 @@
  * bit, f16 KV close to f32, sampler reproducible and distributed as softmax.
  * Agreement with an independent float64 reference is tests/ref/test_forward.py. */
 #include <criterion/criterion.h>
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,4 +204,65 @@ Test(sampler, top_k_and_top_p_truncate)
 		cr_expect_eq(shrink_sample(p, logits), 0);
 	}
 	shrink_sampler_free(k1), shrink_sampler_free(p);
+}
+
+/* The sampler keeps its top k by insertion instead of sorting the vocabulary: the
+ * same tokens as sorting everything (weight descending, then id) and cutting. */
+typedef struct {
+	double p;
+	int id;
+} ref_cand;
+
+static int ref_order(const void *a, const void *b)
+{
+	const ref_cand *x = a, *y = b;
+	return x->p != y->p ? (x->p < y->p ? 1 : -1) : x->id - y->id;
+}
+
+static int ref_sample(const float *logits, int n, float temp, int top_k, double top_p, gsl_rng *r)
+{
+	ref_cand *c = malloc((size_t)n * sizeof *c);
+	double mx = -INFINITY, total = 0;
+	for (int i = 0; i < n; i++)
+		mx = fmax(mx, logits[i]);
+	for (int i = 0; i < n; i++)
+		c[i] = (ref_cand){exp((logits[i] - mx) / temp), i}, total += c[i].p;
+	qsort(c, (size_t)n, sizeof *c, ref_order);
+	int k = 0;
+	double mass = 0, kept = 0;
+	while (k < top_k && mass < top_p)
+		mass += c[k].p / total, kept += c[k].p, k++;
+	double u = gsl_rng_uniform(r) * kept, acc = 0;
+	int id = c[k - 1].id;
+	for (int i = 0; i < k; i++)
+		if (u < (acc += c[i].p)) {
+			id = c[i].id;
+			break;
+		}
+	free(c);
+	return id;
+}
+
+Test(sampler, top_k_selection_matches_a_full_sort)
+{
+	enum { N = 3000 };
+	static float logits[N];
+	gsl_rng *gen = gsl_rng_alloc(gsl_rng_mt19937), *ref = gsl_rng_alloc(gsl_rng_mt19937);
+	gsl_rng_set(gen, 11);
+	gsl_rng_set(ref, 7);
+	int ks[] = {1, 5, 40, 400};
+	for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+		shrink_sampler *s;
+		shrink_error err = {0};
+		cr_assert_eq(shrink_sampler_new(0.8f, ks[t], 0.9f, 7, N, &s, &err), SHRINK_OK);
+		gsl_rng_set(ref, 7);
+		for (int draw = 0; draw < 50; draw++) {
+			for (int i = 0; i < N; i++) /* steps of 0.25: many ties */
+				logits[i] = (float)(0.25 * (int)(gsl_rng_uniform(gen) * 40));
+			int want = ref_sample(logits, N, 0.8f, ks[t], 0.9f, ref);
+			cr_assert_eq(shrink_sample(s, logits), want, "top_k %d, draw %d", ks[t], draw);
+		}
+		shrink_sampler_free(s);
+	}
+	gsl_rng_free(gen), gsl_rng_free(ref);
 }
