@@ -61,4 +61,41 @@ int shrink_kernel_linear_q_i8(const shrink_kq *w, const float *x, int n_tok, flo
  * (0 when amax is 0), *sum = sum of q; returns d = amax / 127.0f. */
 float shrink_kernel_quantize_i8(const float *x, int n, int8_t *q, int32_t *sum);
 
+/* The interleaved layout (qx_pack.c, qdot_x8.c): a 4- or 8-bit matrix
+ * repacked once at load so that one 32-byte load serves 8 rows. Rows go in
+ * tiles of 8 (the last tile padded with zero codes and scales); per tile and
+ * 32-column block the codes are `block_bytes` bytes in chunks of 32 bytes,
+ * chunk c holding 4 bytes of each of the 8 rows in row order: 8-bit, the
+ * codes of columns 4c..4c+3; 4-bit, columns 4c..4c+3 in the low nibbles and
+ * 16+4c..16+4c+3 in the high ones. A row's last block is padded with zero
+ * codes. Scales (f16) and zeros are [tile][group][8 rows], read 8 at once. */
+typedef struct {
+	int bits, group; /* as in shrink_kq */
+	int64_t rows, cols, n_groups;
+	int64_t n_tiles, n_blocks; /* tiles of 8 rows, 32-column blocks per row */
+	int64_t blocks_per_group;  /* n_blocks when one group per row */
+	size_t block_bytes;	   /* bits * 32: bytes of one tile's block */
+	const uint8_t *q;	   /* [n_tiles][n_blocks][block_bytes] */
+	const uint16_t *scales;	   /* [n_tiles][n_groups][8] */
+	const uint8_t *zeros;	   /* [n_tiles][n_groups][8], NULL: symmetric */
+} shrink_kqx;
+
+/* Whether w can be repacked (the int8 path's schemes), and the bytes of the
+ * repacked arrays (64-byte aligned one after the other). */
+int shrink_kernel_qx_ok(const shrink_kq *w);
+size_t shrink_kernel_qx_bytes(const shrink_kq *w);
+/* Repack w into mem (shrink_kernel_qx_bytes(w) bytes, 64-byte aligned) and
+ * describe it in out. */
+void shrink_kernel_qx_pack(const shrink_kq *w, void *mem, shrink_kqx *out);
+/* Dequantize the rows of tile `tile` that exist into out[row - 8*tile][cols]. */
+void shrink_kernel_qx_dequant_tile(const shrink_kqx *w, int64_t tile, float *out);
+/* y = x W^T: fewer than 8 tokens through int8 activations as
+ * shrink_kernel_linear_q_i8 (same products; per row the block terms are
+ * summed in block order with fused multiply-adds, so every impl gives the
+ * same bits); more through dequantized tiles and sgemm, scratch as for
+ * shrink_kernel_linear. 0 on success, -1 (y untouched) as for
+ * shrink_kernel_linear_q_i8. */
+int shrink_kernel_linear_qx(const shrink_kqx *w, const float *x, int n_tok, float *y, float *scratch,
+			    shrink_ki8_impl impl);
+
 #endif

@@ -7,8 +7,9 @@
  * the codes to float (qmatvec.c), at the price of rounding the activations,
  * as llama.cpp does for Q4_0/Q8_0. AVX512-VNNI, AVX2 or portable C, chosen at
  * run time. Rows go four at a time (quads at fixed places, one thread each),
- * so any thread count gives the same bits. Used for decode (few tokens); for
- * many tokens block dequantization + sgemm (qmatvec.c) is faster. */
+ * so any thread count gives the same bits. Used for decode (few tokens) of
+ * matrices that have no repacked copy (qdot_x8.c is about twice as fast on
+ * one); for many tokens block dequantization + sgemm (qmatvec.c) is faster. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>

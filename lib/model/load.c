@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "repack.h"
 #include "shrink/model.h"
 
 static shrink_status need(const shrink_model *m, const char *name, int64_t rows, int64_t cols,
@@ -92,6 +93,8 @@ shrink_status shrink_model_load(const char *path, const char *tokenizer_path, sh
 	shrink_status st = shrink_model_file_open(path, tokenizer_path, &m->file, err);
 	if (!st)
 		st = shrink_model_bind(m, err);
+	if (!st)
+		st = repack_model(m, err);
 	if (!st && m->file.vocab.kind != SHRINK_VOCAB_NONE) {
 		st = shrink_tokenizer_new(&m->file.vocab, &m->tok, err);
 		if (st)
@@ -112,6 +115,7 @@ void shrink_model_free(shrink_model *m)
 	shrink_tokenizer_free(m->tok);
 	gpu_model_free(m->gpu);
 	free(m->layers);
+	repack_release(m);
 	shrink_model_file_close(&m->file);
 	free(m);
 }

@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "ops.h"
+#include "repack.h"
 #include "shrink/quant.h"
 
 /* below this many tokens quantized weights take the int8 path (kernels.h) */
@@ -19,19 +20,11 @@ float op_elem(const shrink_tensor *t, int64_t i)
 	}
 }
 
-static shrink_kq kq_of(const shrink_tensor *t)
-{
-	const shrink_qmatrix *m = t->data;
-	int64_t groups = shrink_qscheme_groups(&m->scheme, m->cols);
-	return (shrink_kq){m->scheme.bits, m->scheme.group_size ? m->scheme.group_size : (int)m->cols, m->rows, m->cols,
-			   groups, shrink_qrow_bytes(m->scheme.bits, m->cols), m->qweight, m->scales, m->zeros};
-}
-
 static void row_to_f32(const shrink_tensor *t, int64_t row, int64_t width, float *out)
 {
 	const char *base = t->data;
 	if (t->dtype == SHRINK_QPACKED) {
-		shrink_kq q = kq_of(t);
+		shrink_kq q = repack_kq_of(t->data);
 		shrink_kernel_dequant_q_row(&q, row, out);
 		return;
 	}
@@ -67,19 +60,28 @@ static shrink_kw_type kw_type(shrink_dtype d)
 	return d == SHRINK_F16 ? SHRINK_KW_F16 : d == SHRINK_BF16 ? SHRINK_KW_BF16 : SHRINK_KW_F32;
 }
 
+/* Quantized weights: the load-time interleaved copy where there is one
+ * (repack.c), else the container layout; decode (few tokens) takes int8
+ * activations and integer dots where the scheme allows, as llama.cpp does
+ * (rounds x slightly), else codes expanded to float. */
+static void linear_quantized(const shrink_tensor *w, const float *x, int n_tok, float *y, float *scratch)
+{
+	const shrink_kqx *px = repack_find(w->data);
+	if (px && shrink_kernel_linear_qx(px, x, n_tok, y, scratch, SHRINK_KI8_AUTO) == 0)
+		return;
+	shrink_kq q = repack_kq_of(w->data);
+	bool i8 = n_tok < LINEAR_I8_MAX_TOKENS && shrink_kernel_linear_q_i8_ok(&q);
+	if (!i8 || shrink_kernel_linear_q_i8(&q, x, n_tok, y, SHRINK_KI8_AUTO) != 0)
+		shrink_kernel_linear_q(&q, x, n_tok, y, scratch);
+}
+
 void op_linear(const shrink_tensor *w, const shrink_tensor *b, const float *x, int n_tok, float *y, float *scratch)
 {
 	int64_t rows = w->shape[0], cols = w->shape[1];
-	if (w->dtype == SHRINK_QPACKED) {
-		shrink_kq q = kq_of(w);
-		/* decode: int8 activations and integer dots where the scheme has them,
-		 * as llama.cpp does (rounds x slightly); else codes expanded to float */
-		bool i8 = n_tok < LINEAR_I8_MAX_TOKENS && shrink_kernel_linear_q_i8_ok(&q);
-		if (!i8 || shrink_kernel_linear_q_i8(&q, x, n_tok, y, SHRINK_KI8_AUTO) != 0)
-			shrink_kernel_linear_q(&q, x, n_tok, y, scratch);
-	} else {
+	if (w->dtype == SHRINK_QPACKED)
+		linear_quantized(w, x, n_tok, y, scratch);
+	else
 		shrink_kernel_linear(w->data, kw_type(w->dtype), rows, cols, x, n_tok, y, scratch);
-	}
 	if (b)
 		for (int t = 0; t < n_tok; t++)
 			for (int64_t r = 0; r < rows; r++)

@@ -2,7 +2,9 @@
  * linear (f32/f16/bf16, few and many tokens) and the fused quantized linear
  * for every bit width, group size, symmetric or not, odd shapes, few tokens
  * (register dequantization) and many (block dequantization + sgemm); the
- * int8-activation path against exact integer sums, and its thread independence. */
+ * int8-activation path against exact integer sums, and its thread independence;
+ * the same for the interleaved (repacked) layout, whose impls must also agree
+ * bit for bit, and its dequantized tiles against the container layout's. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -281,5 +283,162 @@ Test(kernels, int8_linear_same_bits_for_any_thread_count)
 		cr_assert_eq(shrink_kernel_linear_q_i8(&k, x, 2, y3, SHRINK_KI8_AUTO), 0);
 		cr_assert_arr_eq(y1, y3, 2 * rows * 4, "bits %d: results depend on the thread count", bits[b]);
 		free(w), free(x), free(y1), free(y3), free(q), free(z), free(sc);
+	}
+}
+
+/* A random quantized matrix, and its repacked interleaved copy. */
+typedef struct {
+	shrink_kq k;
+	shrink_kqx x;
+	uint8_t *q, *z;
+	uint16_t *sc;
+	void *mem;
+} qx_case;
+
+static void qx_make(qx_case *c, int bits, int group, bool sym, int64_t rows, int64_t cols)
+{
+	shrink_qscheme s = {bits, group, sym};
+	shrink_error err = {0};
+	float *w = malloc(rows * cols * 4);
+	for (int64_t i = 0; i < rows * cols; i++)
+		w[i] = frand();
+	int64_t groups = shrink_qscheme_groups(&s, cols);
+	c->q = malloc(rows * shrink_qrow_bytes(bits, cols));
+	c->z = sym ? NULL : malloc(rows * groups);
+	c->sc = malloc(rows * groups * 2);
+	cr_assert_eq(shrink_quantize_rtn(w, rows, cols, &s, false, c->q, c->sc, c->z, &err), SHRINK_OK, "%s", err.msg);
+	c->k = (shrink_kq){
+	    bits, group ? group : (int)cols, rows, cols, groups, shrink_qrow_bytes(bits, cols), c->q, c->sc, c->z};
+	cr_assert(shrink_kernel_qx_ok(&c->k));
+	size_t n = shrink_kernel_qx_bytes(&c->k);
+	c->mem = aligned_alloc(64, n);
+	shrink_kernel_qx_pack(&c->k, c->mem, &c->x);
+	free(w);
+}
+
+static void qx_free(qx_case *c)
+{
+	free(c->q), free(c->z), free(c->sc), free(c->mem);
+}
+
+/* decode over the interleaved copy: every impl against the exact integer
+ * reference, and all of them the same bits */
+static void check_qx(int bits, int group, bool sym, int64_t rows, int64_t cols, int n_tok)
+{
+	qx_case c;
+	qx_make(&c, bits, group, sym, rows, cols);
+	float *x = malloc(n_tok * cols * 4), *y = malloc(n_tok * rows * 4), *yc = malloc(n_tok * rows * 4);
+	double *ref = malloc(n_tok * rows * 8), *bound = malloc(n_tok * rows * 8);
+	for (int64_t i = 0; i < n_tok * cols; i++)
+		x[i] = frand() * (i % 7 == 0 ? 4 : 1);
+	for (int64_t j = 0; j < 32 && j < cols; j++)
+		x[j] = 0; /* a block of zeros: d = 0 */
+	ref_linear_i8(&c.k, x, n_tok, ref, bound);
+	cr_assert_eq(shrink_kernel_linear_qx(&c.x, x, n_tok, yc, NULL, SHRINK_KI8_C), 0);
+	shrink_ki8_impl impls[] = {SHRINK_KI8_C, SHRINK_KI8_AVX2, SHRINK_KI8_VNNI, SHRINK_KI8_AUTO};
+	for (int i = 0; i < 4; i++) {
+		if (!shrink_kernel_i8_available(impls[i]))
+			continue;
+		cr_assert_eq(shrink_kernel_linear_qx(&c.x, x, n_tok, y, NULL, impls[i]), 0);
+		double worst = 0;
+		for (int64_t j = 0; j < n_tok * rows; j++)
+			worst = fmax(worst, fabs(y[j] - ref[j]) / (bound[j] + 1e-30));
+		cr_expect_lt(worst, 4e-6, "impl %d bits %d group %d %s %lldx%lld tokens %d: error %g of the magnitude",
+			     impls[i], bits, group, sym ? "sym" : "asym", (long long)rows, (long long)cols, n_tok,
+			     worst);
+		cr_expect_arr_eq(y, yc, n_tok * rows * 4,
+				 "impl %d bits %d group %d %lldx%lld: not the bits of the C path", impls[i], bits,
+				 group, (long long)rows, (long long)cols);
+	}
+	free(x), free(y), free(yc), free(ref), free(bound);
+	qx_free(&c);
+}
+
+Test(kernels, interleaved_decode_matches_exact_integer_reference)
+{
+	int bits[] = {4, 8}, groups[] = {32, 64, 128, 0}, toks[] = {1, 3, 7};
+	for (int b = 0; b < 2; b++)
+		for (int g = 0; g < 4; g++)
+			for (int t = 0; t < 3; t++) {
+				check_qx(bits[b], groups[g], true, 37, 256, toks[t]);  /* 5 rows in the last tile */
+				check_qx(bits[b], groups[g], false, 19, 160, toks[t]); /* short last group */
+				check_qx(bits[b], groups[g], false, 8, 96, toks[t]);
+			}
+	for (int b = 0; b < 2; b++) {
+		check_qx(bits[b], 0, false, 5, 33, 2);	 /* one tile, one group per row, a one-column last block */
+		check_qx(bits[b], 0, true, 3, 100, 1);	 /* per row, a 4-column last block */
+		check_qx(bits[b], 32, false, 9, 45, 2);	 /* a short last group of 13 */
+		check_qx(bits[b], 64, true, 11, 577, 1); /* odd width, one column past the blocks */
+		check_qx(bits[b], 32, true, 1, 32, 1);	 /* a single row */
+	}
+}
+
+/* the repacked copy dequantizes to what the container layout does, and many
+ * tokens (dequantized tiles + sgemm) match float64 */
+static void check_qx_many(int bits, int group, bool sym)
+{
+	int64_t rows = 141, cols = 288, n_tok = 9; /* 18 tiles: two sgemm blocks */
+	qx_case c;
+	qx_make(&c, bits, group, sym, rows, cols);
+	float *deq = malloc(rows * cols * 4), *tile = malloc(8 * cols * 4);
+	float *x = malloc(n_tok * cols * 4), *y = malloc(n_tok * rows * 4);
+	float *scratch = malloc(shrink_kernel_linear_scratch(rows, cols, n_tok) * 4);
+	double *ref = malloc(n_tok * rows * 8);
+	shrink_qmatrix m = {{bits, group, sym}, rows, cols, c.q, c.sc, c.z};
+	for (int64_t r = 0; r < rows; r++)
+		shrink_qmatrix_row(&m, r, deq + r * cols);
+	for (int64_t t = 0; t < c.x.n_tiles; t++) {
+		shrink_kernel_qx_dequant_tile(&c.x, t, tile);
+		for (int64_t k = 0; k < 8 && t * 8 + k < rows; k++)
+			for (int64_t j = 0; j < cols; j++) {
+				float want = deq[(t * 8 + k) * cols + j];
+				cr_assert_float_eq(tile[k * cols + j], want, 1e-6 * (1 + fabsf(want)),
+						   "bits %d group %d row %lld col %lld", bits, group,
+						   (long long)(t * 8 + k), (long long)j);
+			}
+	}
+	for (int64_t i = 0; i < n_tok * cols; i++)
+		x[i] = frand();
+	for (int64_t t = 0; t < n_tok; t++)
+		for (int64_t r = 0; r < rows; r++) {
+			double acc = 0;
+			for (int64_t j = 0; j < cols; j++)
+				acc += (double)deq[r * cols + j] * x[t * cols + j];
+			ref[t * rows + r] = acc;
+		}
+	cr_assert_eq(shrink_kernel_linear_qx(&c.x, x, n_tok, y, scratch, SHRINK_KI8_AUTO), 0);
+	double e = max_rel_err(y, ref, n_tok * rows);
+	cr_expect_lt(e, 2e-5, "bits %d group %d: rel err %g", bits, group, e);
+	free(deq), free(tile), free(x), free(y), free(scratch), free(ref);
+	qx_free(&c);
+}
+
+Test(kernels, interleaved_dequant_and_many_tokens)
+{
+	int bits[] = {4, 8}, groups[] = {32, 128, 0};
+	for (int b = 0; b < 2; b++)
+		for (int g = 0; g < 3; g++) {
+			check_qx_many(bits[b], groups[g], true);
+			check_qx_many(bits[b], groups[g], false);
+		}
+}
+
+Test(kernels, interleaved_same_bits_for_any_thread_count)
+{
+	int bits[] = {4, 8};
+	for (int b = 0; b < 2; b++) {
+		int64_t rows = 301, cols = 576;
+		qx_case c;
+		qx_make(&c, bits[b], 32, false, rows, cols);
+		float *x = malloc(2 * cols * 4), *y1 = malloc(2 * rows * 4), *y3 = malloc(2 * rows * 4);
+		for (int64_t i = 0; i < 2 * cols; i++)
+			x[i] = frand();
+		omp_set_num_threads(1);
+		cr_assert_eq(shrink_kernel_linear_qx(&c.x, x, 2, y1, NULL, SHRINK_KI8_AUTO), 0);
+		omp_set_num_threads(3);
+		cr_assert_eq(shrink_kernel_linear_qx(&c.x, x, 2, y3, NULL, SHRINK_KI8_AUTO), 0);
+		cr_assert_arr_eq(y1, y3, 2 * rows * 4, "bits %d: results depend on the thread count", bits[b]);
+		free(x), free(y1), free(y3);
+		qx_free(&c);
 	}
 }
