@@ -3,9 +3,9 @@
 #   make -f tests/fuzz/fuzz.mk O=build-fuzz [TARGETS...]
 # The library is compiled with ASan + UBSan and coverage instrumentation into
 # one static archive (the linker takes only what a target uses); each
-# tests/fuzz/fuzz_X.c links against it into $(O)/fuzz_X. Sources that test CPU
-# features (the kernels) are compiled by gcc without instrumentation: clang 14
-# lacks some of the feature names. OpenMP comes from LLVM's libomp.
+# tests/fuzz/fuzz_X.c links against it into $(O)/fuzz_X. The CPU kernels (all
+# of kernels/cpu, and library files that test CPU features) are compiled by gcc
+# without instrumentation: clang 14 lacks some of the feature names. OpenMP comes from LLVM's libomp.
 O ?= build-fuzz
 CC = clang
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -16,7 +16,7 @@ CPPFLAGS = -I$(O) -Ilib -Ilib/shrink -Ikernels $(shell pkg-config --cflags $(PKG
 	-I/usr/include/x86_64-linux-gnu/openblas-pthread
 LIBS = $(shell pkg-config --libs $(PKGS)) -llapacke -lopenblas -lglpk -lm
 
-GCC_SRC = $(shell grep -l __builtin_cpu_supports lib/*/*.c kernels/cpu/*.c)
+GCC_SRC = $(wildcard kernels/cpu/*.c) $(shell grep -l __builtin_cpu_supports lib/*/*.c)
 LIB_SRC = $(filter-out $(GCC_SRC),$(wildcard lib/*/*.c))
 LIB_OBJ = $(patsubst %.c,$(O)/obj/%.o,$(LIB_SRC)) $(patsubst %.c,$(O)/obj-gcc/%.o,$(GCC_SRC))
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
