@@ -37,7 +37,7 @@ _Noreturn static void usage(void)
 	       "      --max-kl X         gate: fail if mean KL divergence > X (needs --ref)\n"
 	       "      --min-top1 X       gate: fail if top-1 agreement < X, a fraction in [0,1] (needs --ref)\n"
 	       "  -t, --threads N        threads (default: all cores); results do not depend on it\n"
-	       "      --device DEV       cpu (default) or cuda (MODEL and --ref on the GPU; KV cache f16)\n"
+	       "      --device DEV       cpu (default) or cuda (MODEL and --ref on the GPU)\n"
 	       "      --progress         show a progress bar even when stderr is not a terminal\n"
 	       "  -q, --quiet            no progress bar\n"
 	       "  -h, --help             show this help and exit\n"
@@ -92,9 +92,6 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("no text given (-f TEXT)");
 	if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
 		cli_usage_error("--device %s: expected cpu or cuda", o->device);
-	if (strcmp(o->device, "cuda") == 0 && o->kv && strcmp(o->kv, "f16") != 0 && strcmp(o->kv, "f32") != 0)
-		cli_usage_error("--kv %s: with --device cuda the KV cache is f16 on the GPU (f16 or f32 accepted); "
-				"compressed KV caches run on the CPU only", o->kv);
 	if (!o->ref && (!isnan(o->max_ppl_ratio) || !isnan(o->max_kl) || !isnan(o->min_top1)))
 		cli_usage_error("--max-ppl-ratio, --max-kl and --min-top1 need --ref MODEL");
 }

@@ -86,9 +86,6 @@ static void parse(int argc, char **argv, options *o)
 		cli_usage_error("give either --prompt or --file, not both");
 	if (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)
 		cli_usage_error("--device %s: expected cpu or cuda", o->device);
-	if (strcmp(o->device, "cuda") == 0 && o->kv && strcmp(o->kv, "f16") != 0 && strcmp(o->kv, "f32") != 0)
-		cli_usage_error("--kv %s: with --device cuda the KV cache is f16 on the GPU (f16 or f32 accepted); "
-				"compressed KV caches run on the CPU only", o->kv);
 }
 
 static char *read_prompt(const options *o, size_t *len)

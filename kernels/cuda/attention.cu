@@ -14,6 +14,9 @@
 // Deliberately simple: no tensor cores, one query token per CTA, so prefill
 // re-reads the cache once per query token (correct, and far from
 // FlashAttention speed). The cache layout is [position][kv head][head_dim].
+// The kernel reads rows of 8 channels through a cache type: flat_cache (the
+// f16 cache) or packed_cache (lib/kv's compressed chunk records, decoded in
+// registers as kv_decode.c does on the CPU, plus a ring of recent f16 rows).
 #include "common.cuh"
 
 namespace {
@@ -21,9 +24,87 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kChunk = 128;
 
+// 8 f16 values at p (16-byte aligned) as floats
+__device__ __forceinline__ void load8(const __half *p, float f[8])
+{
+	uint4 raw = *reinterpret_cast<const uint4 *>(p);
+	const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
+#pragma unroll
+	for (int e = 0; e < 4; e++) {
+		float2 v = __half22float2(h2[e]);
+		f[2 * e] = v.x, f[2 * e + 1] = v.y;
+	}
+}
+
+struct flat_cache {
+	const __half *kc, *vc;
+	int64_t stride; // n_kv * head_dim
+	int hd;
+	__device__ void k8(int64_t key, int kh, int c, float f[8]) const { load8(kc + key * stride + kh * hd + 8 * c, f); }
+	__device__ void v8(int64_t key, int kh, int c, float f[8]) const { load8(vc + key * stride + kh * hd + 8 * c, f); }
+};
+
+// code j of a row packed as bit planes (lib/kv/kv_impl.h)
+__device__ __forceinline__ int kv_code(const uint8_t *row, int d, int bits, int j)
+{
+	if (bits == 8)
+		return row[j];
+	if (bits == 4)
+		return j < d / 2 ? row[j] & 15 : row[j - d / 2] >> 4;
+	const int q = d / 4, e = d / 8;
+	int c = (row[j % q] >> (2 * (j / q))) & 3;
+	if (bits == 3)
+		c |= ((row[q + j % e] >> (j / e)) & 1) << 2;
+	return c;
+}
+
+// channels j0..j0+7 of row t of one record, as shrink_kv_chunk_decode computes them
+__device__ void kv_decode8(const shrink_kv_layout &L, const uint8_t *rec, int rank, int t, int j0, float f[8])
+{
+	const __half *h = reinterpret_cast<const __half *>(rec);
+	const __half *scale = h, *mn = h + L.off_min / 2, *u = h + L.off_u / 2 + t * rank, *vt = h + L.off_vt / 2;
+	const __half *oval = h + L.off_oval / 2;
+	const uint8_t *row = rec + L.off_codes + (size_t)t * L.row_bytes;
+	const int per = 2 * L.n_side;
+	for (int e = 0; e < 8; e++) {
+		const int j = j0 + e;
+		const int p = L.keys ? t / L.group * L.d + j : t * L.n_groups + j / L.group;
+		float x = fmaf((float)kv_code(row, L.d, L.bits, j), __half2float(scale[p]), __half2float(mn[p]));
+		for (int k = 0; k < rank; k++)
+			x = fmaf(__half2float(u[k]), __half2float(vt[k * L.d + j]), x);
+		// outliers: keys list the tokens of channel j, values the channels of token t
+		const int first = (L.keys ? j : t) * per, want = L.keys ? t : j;
+		for (int o = first; o < first + per; o++) {
+			const int idx = L.idx8 ? rec[L.off_oidx + o] : reinterpret_cast<const uint16_t *>(rec + L.off_oidx)[o];
+			if (idx == want)
+				x = __half2float(oval[o]);
+		}
+		f[e] = x;
+	}
+}
+
+struct packed_cache {
+	shrink_cuda_kv_packed p;
+	int64_t stride;
+	int hd, n_kv;
+	__device__ void row8(bool keys, int64_t key, int kh, int c, float f[8]) const
+	{
+		const int64_t chunk = key / p.chunk;
+		if (chunk >= p.n_chunks) {
+			load8(reinterpret_cast<const __half *>(keys ? p.k_ring : p.v_ring) + key % p.ring * stride + kh * hd + 8 * c,
+			      f);
+			return;
+		}
+		const shrink_kv_layout &L = keys ? p.k : p.v;
+		const uint8_t *rec = (keys ? p.rec_k : p.rec_v) + (size_t)(chunk * n_kv + kh) * L.rec_bytes;
+		kv_decode8(L, rec, p.rank[chunk], (int)(key % p.chunk), 8 * c, f);
+	}
+	__device__ void k8(int64_t key, int kh, int c, float f[8]) const { row8(true, key, kh, c, f); }
+	__device__ void v8(int64_t key, int kh, int c, float f[8]) const { row8(false, key, kh, c, f); }
+};
+
 struct attn_args {
 	const void *q;
-	const __half *kc, *vc;
 	void *out;
 	float *ws; // splits > 1: [n_tok][n_heads][splits][head_dim + 2]
 	int64_t n_tok, pos0;
@@ -31,7 +112,8 @@ struct attn_args {
 	float scale;
 };
 
-template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attention_kernel(const attn_args a)
+template <typename T, int GM, typename C>
+__global__ void __launch_bounds__(kThreads) attention_kernel(const attn_args a, const C cache)
 {
 	extern __shared__ float sm[];
 	const int hd = a.head_dim, n_chunk8 = hd / 8;
@@ -49,7 +131,6 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 	const int64_t k_begin = (int64_t)split * a.split_len;
 	const int64_t k_end = min(n_keys, k_begin + a.split_len);
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-	const int64_t kv_stride = (int64_t)a.n_kv * hd;
 
 	const T *q = static_cast<const T *>(a.q) + (t * a.n_heads + h0) * hd;
 	for (int i = tid; i < GM * hd; i += kThreads) {
@@ -77,18 +158,15 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 			for (int gi = 0; gi < GM; gi++)
 				s[gi] = 0.0f;
 			if (key < k_end) {
-				const uint4 *kr = reinterpret_cast<const uint4 *>(a.kc + key * kv_stride + (int64_t)kh * hd);
 				for (int c = 0; c < n_chunk8; c++) {
-					uint4 raw = kr[c];
-					const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
+					float f[8];
+					cache.k8(key, kh, c, f);
 #pragma unroll
-					for (int e = 0; e < 4; e++) {
-						float2 f = __half22float2(h2[e]);
+					for (int e = 0; e < 4; e++)
 #pragma unroll
 						for (int gi = 0; gi < GM; gi++)
-							s[gi] += f.x * qs[gi * hd + 8 * c + 2 * e] +
-								 f.y * qs[gi * hd + 8 * c + 2 * e + 1];
-					}
+							s[gi] += f[2 * e] * qs[gi * hd + 8 * c + 2 * e] +
+								 f[2 * e + 1] * qs[gi * hd + 8 * c + 2 * e + 1];
 				}
 			}
 #pragma unroll
@@ -129,15 +207,8 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 			}
 			const int64_t n_here = min((int64_t)kChunk, k_end - c0);
 			for (int j = kl; j < n_here; j += key_lanes) {
-				uint4 raw = *reinterpret_cast<const uint4 *>(a.vc + (c0 + j) * kv_stride + (int64_t)kh * hd +
-									     8 * c8);
-				const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
 				float v[8];
-#pragma unroll
-				for (int e = 0; e < 4; e++) {
-					float2 f = __half22float2(h2[e]);
-					v[2 * e] = f.x, v[2 * e + 1] = f.y;
-				}
+				cache.v8(c0 + j, kh, c8, v);
 #pragma unroll
 				for (int gi = 0; gi < GM; gi++) {
 					const float p = ss[gi * kChunk + j];
@@ -203,7 +274,7 @@ template <typename T> __global__ void merge_kernel(const attn_args a)
 	}
 }
 
-template <typename T, int GM> cudaError_t launch(const attn_args &a, cudaStream_t s)
+template <typename T, int GM, typename C> cudaError_t launch(const attn_args &a, const C &cache, cudaStream_t s)
 {
 	const size_t smem = ((size_t)GM * a.head_dim + GM * kChunk + 3 * GM +
 			     (size_t)(kThreads / (a.head_dim / 8)) * GM * a.head_dim) *
@@ -212,27 +283,84 @@ template <typename T, int GM> cudaError_t launch(const attn_args &a, cudaStream_
 	static bool configured; // once per kernel, for the largest head_dim
 	if (!configured) {
 		const int max_smem = (GM * 256 + GM * kChunk + 3 * GM + 1024 * GM) * (int)sizeof(float);
-		e = cudaFuncSetAttribute(attention_kernel<T, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+		e = cudaFuncSetAttribute(attention_kernel<T, GM, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					 max_smem);
 		if (e != cudaSuccess)
 			return e;
 		configured = true;
 	}
 	dim3 grid((unsigned)(a.n_kv * a.n_sub), (unsigned)a.n_tok, (unsigned)a.splits);
-	attention_kernel<T, GM><<<grid, kThreads, smem, s>>>(a);
+	attention_kernel<T, GM, C><<<grid, kThreads, smem, s>>>(a, cache);
 	if ((e = cudaGetLastError()) != cudaSuccess || a.splits == 1)
 		return e;
 	merge_kernel<T><<<(unsigned)(a.n_tok * a.n_heads), 128, 0, s>>>(a);
 	return cudaGetLastError();
 }
 
-template <typename T> cudaError_t launch_type(const attn_args &a, int gm, cudaStream_t s)
+template <typename T, typename C> cudaError_t launch_type(const attn_args &a, const C &cache, int gm, cudaStream_t s)
 {
 	switch (gm) {
-	case 1: return launch<T, 1>(a, s);
-	case 2: return launch<T, 2>(a, s);
-	case 4: return launch<T, 4>(a, s);
-	default: return launch<T, 8>(a, s);
+	case 1: return launch<T, 1>(a, cache, s);
+	case 2: return launch<T, 2>(a, cache, s);
+	case 4: return launch<T, 4>(a, cache, s);
+	default: return launch<T, 8>(a, cache, s);
 	}
+}
+
+// The arguments both caches share; false for bad arguments.
+bool args_for(shrink_cuda_ctx *ctx, const void *q, int64_t n_tok, int64_t pos0, int n_heads, int n_kv_heads,
+	      int head_dim, float scale, void *out, attn_args *a, int *gm)
+{
+	if (n_tok < 0 || n_tok > 65535 || pos0 < 0 || n_heads < 1 || n_kv_heads < 1 || n_heads % n_kv_heads ||
+	    head_dim < 8 || head_dim > 256 || head_dim % 8 || !q || !out)
+		return false;
+	a->q = q;
+	a->out = out;
+	a->n_tok = n_tok, a->pos0 = pos0;
+	a->n_heads = n_heads, a->n_kv = n_kv_heads, a->head_dim = head_dim;
+	a->group = n_heads / n_kv_heads;
+	*gm = a->group <= 1 ? 1 : a->group <= 2 ? 2 : a->group <= 4 ? 4 : 8;
+	a->n_sub = (int)ceil_div64(a->group, *gm);
+	a->scale = scale;
+	// split the keys when the grid is too small for the GPU and the workspace allows it
+	const int64_t n_keys = pos0 + n_tok;
+	const int64_t ctas = (int64_t)n_kv_heads * a->n_sub * (n_tok ? n_tok : 1);
+	int64_t splits = 1;
+	if (ctas < 2 * ctx->n_sms) {
+		splits = ceil_div64(2 * ctx->n_sms, ctas);
+		const int64_t max_splits = ceil_div64(n_keys ? n_keys : 1, kChunk);
+		if (splits > max_splits)
+			splits = max_splits;
+		if (splits > 64)
+			splits = 64;
+		while (splits > 1 && (size_t)n_tok * n_heads * splits * (head_dim + 2) * 4 > ctx->workspace_bytes)
+			splits--;
+	}
+	a->split_len = (int)(ceil_div64(ceil_div64(n_keys, splits), kChunk) * kChunk);
+	a->splits = a->split_len ? (int)ceil_div64(n_keys, a->split_len) : 1;
+	a->ws = a->splits > 1 ? static_cast<float *>(ctx->workspace) : NULL;
+	return true;
+}
+
+template <typename C>
+shrink_status run(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const attn_args &a, const C &cache, int gm)
+{
+	if (a.n_tok == 0)
+		return SHRINK_OK;
+	cudaError_t e = dt == SHRINK_CUDA_F16 ? launch_type<__half>(a, cache, gm, ctx->stream)
+					      : launch_type<__nv_bfloat16>(a, cache, gm, ctx->stream);
+	return shrink_cuda_check(ctx, e, "attention");
+}
+
+// The record layout must describe chunks of this head_dim whose parts stay inside the record.
+bool layout_ok(const shrink_kv_layout &L, int64_t chunk, int head_dim, bool keys)
+{
+	const bool bits_ok = L.bits == 2 || L.bits == 3 || L.bits == 4 || L.bits == 8;
+	return L.keys == (int)keys && L.T == chunk && L.d == head_dim && bits_ok && L.group > 0 &&
+	       (keys ? chunk % L.group == 0 : L.n_groups == (head_dim + L.group - 1) / L.group) &&
+	       L.row_bytes == (size_t)head_dim * L.bits / 8 && L.off_codes + (size_t)chunk * L.row_bytes <= L.rec_bytes &&
+	       L.n_side >= 0 && L.off_min % 2 == 0 && L.off_oval % 2 == 0 && L.off_oidx % 2 == 0 && L.off_u % 2 == 0 &&
+	       L.off_vt % 2 == 0 && L.rec_bytes % 2 == 0;
 }
 
 } // namespace
@@ -247,41 +375,33 @@ extern "C" shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda
 					       int64_t n_tok, int64_t pos0, int n_heads, int n_kv_heads, int head_dim,
 					       const uint16_t *k_cache, const uint16_t *v_cache, float scale, void *out)
 {
-	if ((dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16) || n_tok < 0 || n_tok > 65535 || pos0 < 0 ||
-	    n_heads < 1 || n_kv_heads < 1 || n_heads % n_kv_heads || head_dim < 8 || head_dim > 256 || head_dim % 8 ||
-	    !q || !k_cache || !v_cache || !out)
-		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "attention: bad arguments");
-	if (n_tok == 0)
-		return SHRINK_OK;
 	attn_args a;
-	a.q = q;
-	a.kc = reinterpret_cast<const __half *>(k_cache);
-	a.vc = reinterpret_cast<const __half *>(v_cache);
-	a.out = out;
-	a.n_tok = n_tok, a.pos0 = pos0;
-	a.n_heads = n_heads, a.n_kv = n_kv_heads, a.head_dim = head_dim;
-	a.group = n_heads / n_kv_heads;
-	const int gm = a.group <= 1 ? 1 : a.group <= 2 ? 2 : a.group <= 4 ? 4 : 8;
-	a.n_sub = (int)ceil_div64(a.group, gm);
-	a.scale = scale;
-	// split the keys when the grid is too small for the GPU and the workspace allows it
+	int gm;
+	if ((dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16) || !k_cache || !v_cache ||
+	    !args_for(ctx, q, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, out, &a, &gm))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "attention: bad arguments");
+	flat_cache c = {reinterpret_cast<const __half *>(k_cache), reinterpret_cast<const __half *>(v_cache),
+			(int64_t)n_kv_heads * head_dim, head_dim};
+	return run(ctx, dt, a, c, gm);
+}
+
+extern "C" shrink_status shrink_cuda_attention_packed(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q,
+						      int64_t n_tok, int64_t pos0, int n_heads, int n_kv_heads,
+						      int head_dim, const shrink_cuda_kv_packed *cache, float scale,
+						      void *out)
+{
+	attn_args a;
+	int gm;
 	const int64_t n_keys = pos0 + n_tok;
-	const int64_t ctas = (int64_t)n_kv_heads * a.n_sub * n_tok;
-	int64_t splits = 1;
-	if (ctas < 2 * ctx->n_sms) {
-		splits = ceil_div64(2 * ctx->n_sms, ctas);
-		const int64_t max_splits = ceil_div64(n_keys, kChunk);
-		if (splits > max_splits)
-			splits = max_splits;
-		if (splits > 64)
-			splits = 64;
-		while (splits > 1 && (size_t)n_tok * n_heads * splits * (head_dim + 2) * 4 > ctx->workspace_bytes)
-			splits--;
-	}
-	a.split_len = (int)(ceil_div64(ceil_div64(n_keys, splits), kChunk) * kChunk);
-	a.splits = (int)ceil_div64(n_keys, a.split_len);
-	a.ws = a.splits > 1 ? static_cast<float *>(ctx->workspace) : NULL;
-	cudaError_t e = dt == SHRINK_CUDA_F16 ? launch_type<__half>(a, gm, ctx->stream)
-					      : launch_type<__nv_bfloat16>(a, gm, ctx->stream);
-	return shrink_cuda_check(ctx, e, "attention");
+	const bool ok = cache && cache->chunk > 0 && cache->n_chunks >= 0 && cache->ring > 0 &&
+			layout_ok(cache->k, cache->chunk, head_dim, true) &&
+			layout_ok(cache->v, cache->chunk, head_dim, false) &&
+			// the ring must hold every position after the compressed chunks
+			n_keys - cache->n_chunks * cache->chunk <= cache->ring && cache->k_ring && cache->v_ring &&
+			(cache->n_chunks == 0 || (cache->rec_k && cache->rec_v && cache->rank));
+	if ((dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16) || !ok ||
+	    !args_for(ctx, q, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, out, &a, &gm))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "attention (compressed KV cache): bad arguments");
+	packed_cache c = {*cache, (int64_t)n_kv_heads * head_dim, head_dim, n_kv_heads};
+	return run(ctx, dt, a, c, gm);
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "kv.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -170,6 +171,21 @@ shrink_status shrink_cuda_kv_store(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, c
 shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q, int64_t n_tok,
 				    int64_t pos0, int n_heads, int n_kv_heads, int head_dim, const uint16_t *k_cache,
 				    const uint16_t *v_cache, float scale, void *out);
+/* A compressed (kivi/gear) KV cache of one layer as the GPU keeps it: the records of chunks
+ * [0, n_chunks) exactly as lib/kv stores them (shrink_kv_view: [chunk][kv head] records, a rank
+ * per chunk; device copies), and a ring [ring][n_kv_heads * head_dim] of f16 rows holding every
+ * later position p at row p % ring. */
+typedef struct {
+	shrink_kv_layout k, v;
+	int64_t chunk, n_chunks, ring;
+	const uint8_t *rec_k, *rec_v, *rank;
+	const uint16_t *k_ring, *v_ring;
+} shrink_cuda_kv_packed;
+/* shrink_cuda_attention over a compressed cache: keys and values of the compressed chunks are
+ * decoded on the fly (codes * scale + min + low-rank term, outliers restored), as lib/kv does. */
+shrink_status shrink_cuda_attention_packed(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q, int64_t n_tok,
+					   int64_t pos0, int n_heads, int n_kv_heads, int head_dim,
+					   const shrink_cuda_kv_packed *cache, float scale, void *out);
 /* Workspace bytes for attention split over the keys (decode); without it attention runs unsplit. */
 size_t shrink_cuda_attention_workspace(int64_t n_tok, int n_heads, int head_dim, int64_t n_keys);
 

@@ -81,7 +81,7 @@ static void kv_free(shrink_kv *base)
 	free(kv);
 }
 
-static const shrink_kv_ops ops = {store, load, n_bytes, reset, kv_free, NULL};
+static const shrink_kv_ops ops = {store, load, n_bytes, reset, kv_free, NULL, NULL};
 
 shrink_status shrink_kv_float_new(const shrink_config *c, int max_tokens, bool half, shrink_kv **out,
 				  shrink_error *err)

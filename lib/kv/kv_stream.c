@@ -137,7 +137,27 @@ static void kv_free(shrink_kv *base)
 	free(kv);
 }
 
-static const shrink_kv_ops ops = {store, load, n_bytes, reset, kv_free, end_forward};
+static void side_layout(const shrink_kv_side *s, shrink_kv_layout *l)
+{
+	*l = (shrink_kv_layout){.keys = s->keys, .T = s->T, .d = s->d, .bits = s->bits, .group = s->group,
+				.n_groups = s->keys ? 0 : s->n_params / s->T, .n_side = s->n_side, .idx8 = s->idx8,
+				.off_min = s->off_min, .off_oval = s->off_oval, .off_oidx = s->off_oidx,
+				.off_u = s->off_u, .off_vt = s->off_vt, .off_codes = s->off_codes,
+				.row_bytes = s->row_bytes, .rec_bytes = s->rec_bytes};
+}
+
+static void view(const shrink_kv *base, int layer, shrink_kv_view *out)
+{
+	const kv_stream *kv = (const kv_stream *)base;
+	const stream_layer *L = &kv->layers[layer];
+	side_layout(&kv->ks, &out->k);
+	side_layout(&kv->vs, &out->v);
+	out->chunk = kv->p.chunk;
+	out->n_chunks = L->n_tokens / kv->p.chunk;
+	out->rec_k = L->rec_k, out->rec_v = L->rec_v, out->rank = L->rank;
+}
+
+static const shrink_kv_ops ops = {store, load, n_bytes, reset, kv_free, end_forward, view};
 
 static shrink_status check_shape(const shrink_kv_params *p, const char *spec, const shrink_config *c, shrink_error *err)
 {

@@ -34,16 +34,29 @@ struct shrink_model_gpu {
 	size_t bytes; /* device bytes of the weights */
 };
 
+/* A compressed KV cache on the GPU (kv_cuda.c): host is the state's kivi/gear cache, which compresses. */
+struct gpu_kv;
+shrink_status gpu_kv_new(shrink_cuda_ctx *ctx, shrink_kv *host, const shrink_config *c, int max_batch,
+			 struct gpu_kv **out);
+void gpu_kv_free(struct gpu_kv *g);
+/* after rope: layer l's new rows k, v [n][kv_dim] (device f16) at positions pos.. into the cache */
+shrink_status gpu_kv_store(shrink_cuda_ctx *ctx, struct gpu_kv *g, const shrink_config *c, int l, int pos, int n,
+			   const uint16_t *k, const uint16_t *v, shrink_error *err);
+/* attention of q [n][n_heads * head_dim] at positions pos.. over the cache (positions 0..pos+n-1) */
+shrink_status gpu_kv_attention(shrink_cuda_ctx *ctx, const struct gpu_kv *g, const shrink_config *c, int l,
+			       const uint16_t *q, int n, int pos, uint16_t *out);
+
 /* The status of a failed CUDA op as a shrink_error naming what was running. */
 shrink_status gpu_fail(const struct shrink_model_gpu *g, shrink_status st, const char *what, shrink_error *err);
 #endif
 
 void gpu_model_free(struct shrink_model_gpu *g);
-/* The CPU KV spec the state keeps beside the GPU cache (for shrink_state_kv), or an error
- * for KV caches the GPU backend does not implement. */
+/* The KV spec of the host cache the state keeps beside the GPU's: f16 for the float caches (the GPU
+ * keeps its own f16 cache), the spec itself for the compressed ones (the host cache compresses). */
 shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_error *err);
-shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch, struct shrink_state_gpu **out,
-			    shrink_error *err);
+/* kv: the state's host cache (a compressed one is mirrored on the GPU, see kv_cuda.c) */
+shrink_status gpu_state_new(const shrink_model *m, shrink_kv *kv, int max_tokens, int max_batch,
+			    struct shrink_state_gpu **out, shrink_error *err);
 void gpu_state_free(struct shrink_state_gpu *g);
 /* The forward pass on the GPU for n tokens at position pos; logits as shrink_forward. */
 shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *g, int pos, const int *tokens, int n,

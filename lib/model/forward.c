@@ -93,6 +93,7 @@ shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *
 		if ((st = gpu_forward(m, s->gpu, s->pos, tokens, n, logits, all_logits, err)))
 			return st;
 		s->pos += n;
+		shrink_kv_end_forward(s->kv); /* a compressed cache's host half (kv_cuda.c) */
 		return SHRINK_OK;
 	}
 	op_embed(m->tok_embed, tokens, n, m->config->dim, s->x);

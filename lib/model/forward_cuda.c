@@ -40,17 +40,15 @@ struct shrink_state_gpu {
 	shrink_cuda_graph *graph;			/* the decode step, once captured */
 	unsigned graph_generation;			/* the context's workspace generation it was captured with */
 	bool graph_failed;				/* capture failed once: decode eagerly */
+	struct gpu_kv *kv; /* a compressed KV cache (then kc, vc are NULL) */
 };
 
 shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_error *err)
 {
-	*cpu_spec = "f16";
-	if (!kv_spec || strcmp(kv_spec, "f16") == 0 || strcmp(kv_spec, "f32") == 0)
-		return SHRINK_OK;
-	return shrink_fail(err, SHRINK_EUSAGE,
-			   "KV cache '%s': the CUDA backend keeps an f16 cache (f16 or f32 accepted); compressed "
-			   "KV caches run on the CPU only",
-			   kv_spec);
+	(void)err;
+	bool flat = !kv_spec || strcmp(kv_spec, "f16") == 0 || strcmp(kv_spec, "f32") == 0;
+	*cpu_spec = flat ? "f16" : kv_spec;
+	return SHRINK_OK;
 }
 
 static int layer_max(const shrink_config *c, int which)
@@ -73,6 +71,7 @@ void gpu_state_free(struct shrink_state_gpu *s)
 	}
 	free(s->kc), free(s->vc);
 	shrink_cuda_graph_free(s->graph);
+	gpu_kv_free(s->kv);
 	void *dev[] = {s->x,  s->xb,	 s->q,	    s->k,	 s->v,	    s->att,
 		       s->h1, s->h3,	 s->logits16, s->logits, s->inv_freq, s->pos_dev};
 	for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
@@ -136,7 +135,7 @@ static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gp
 	for (size_t i = 0; i < sizeof want / sizeof *want && !st; i++)
 		if (want[i].bytes)
 			st = shrink_cuda_alloc(ctx, want[i].bytes, want[i].p);
-	for (int l = 0; l < s->n_layers && !st; l++) {
+	for (int l = 0; l < s->n_layers && !st && !s->kv; l++) {
 		size_t bytes = (size_t)s->max_tokens * c->layers[l].n_kv_heads * hd * 2;
 		st = shrink_cuda_alloc(ctx, bytes, (void **)&s->kc[l]);
 		if (!st)
@@ -145,8 +144,8 @@ static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gp
 	return st;
 }
 
-shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch, struct shrink_state_gpu **out,
-			    shrink_error *err)
+shrink_status gpu_state_new(const shrink_model *m, shrink_kv *kv, int max_tokens, int max_batch,
+			    struct shrink_state_gpu **out, shrink_error *err)
 {
 	*out = NULL;
 	const shrink_config *c = m->config;
@@ -163,6 +162,8 @@ shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch
 	s->host_x = malloc((size_t)max_batch * c->dim * 4);
 	float *inv_freq = malloc((size_t)c->head_dim / 2 * 4);
 	shrink_status st = !s->kc || !s->vc || !s->host_x || !inv_freq ? SHRINK_EIO : SHRINK_OK;
+	if (!st && kv->ops->view)
+		st = gpu_kv_new(s->g->ctx, kv, c, max_batch, &s->kv);
 	if (!st)
 		st = alloc_buffers(m, s);
 	if (!st) {
@@ -193,9 +194,10 @@ static shrink_status linear(shrink_cuda_ctx *ctx, const gpu_weight *w, const gpu
 	return st;
 }
 
-/* pending: the previous block's output to add to the residual stream first (NULL for the first layer) */
+/* pending: the previous block's output to add to the residual stream first (NULL for the first layer);
+ * kv_err: a compressed cache's failures, described there */
 static shrink_status attention_block(const shrink_model *m, struct shrink_state_gpu *s, int l, int pos, int n,
-				     const uint16_t *pending)
+				     const uint16_t *pending, shrink_error *kv_err)
 {
 	const shrink_config *c = m->config;
 	const gpu_layer *w = &s->g->layers[l];
@@ -210,11 +212,16 @@ static shrink_status attention_block(const shrink_model *m, struct shrink_state_
 		st = linear(ctx, &w->wv, &w->bv, s->xb, n, s->v);
 	if (!st)
 		st = shrink_cuda_rope(ctx, SHRINK_CUDA_F16, s->q, s->k, n, nh, nkv, hd, s->inv_freq, pos);
-	if (!st)
+	if (!st && s->kv) {
+		if ((st = gpu_kv_store(ctx, s->kv, c, l, pos, n, s->k, s->v, kv_err)))
+			return st;
+		st = gpu_kv_attention(ctx, s->kv, c, l, s->q, n, pos, s->att);
+	} else if (!st) {
 		st = shrink_cuda_kv_store(ctx, SHRINK_CUDA_F16, s->k, s->v, n, (int64_t)nkv * hd, s->kc[l], s->vc[l], pos);
-	if (!st)
-		st = shrink_cuda_attention(ctx, SHRINK_CUDA_F16, s->q, n, pos, nh, nkv, hd, s->kc[l], s->vc[l],
-					   1.0f / sqrtf((float)hd), s->att);
+		if (!st)
+			st = shrink_cuda_attention(ctx, SHRINK_CUDA_F16, s->q, n, pos, nh, nkv, hd, s->kc[l], s->vc[l],
+						   1.0f / sqrtf((float)hd), s->att);
+	}
 	if (!st)
 		st = linear(ctx, &w->wo, NULL, s->att, n, s->xb); /* added by ffn_block's norm */
 	return st;
@@ -390,14 +397,16 @@ shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int
 			  float *logits, bool all_logits, shrink_error *err)
 {
 	const shrink_config *c = m->config;
-	if (n == 1) {
+	if (n == 1 && !s->kv) {
 		shrink_status st = gpu_decode(m, s, pos, tokens[0], logits);
 		return st ? gpu_fail(s->g, st, "decode", err) : SHRINK_OK;
 	}
+	shrink_error kv_err;
+	shrink_error_clear(&kv_err);
 	op_embed(m->tok_embed, tokens, n, c->dim, s->host_x);
 	shrink_status st = shrink_cuda_upload(s->g->ctx, s->x, s->host_x, (size_t)n * c->dim * 4);
 	for (int l = 0; l < c->n_layers && !st; l++) {
-		st = attention_block(m, s, l, pos, n, l ? s->xb : NULL);
+		st = attention_block(m, s, l, pos, n, l ? s->xb : NULL, &kv_err);
 		if (!st)
 			st = ffn_block(m, s, l, n);
 	}
@@ -405,6 +414,11 @@ shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int
 		st = logits_out(m, s, n, logits, all_logits);
 	if (!st && !logits)
 		st = shrink_cuda_sync(s->g->ctx);
+	if (st && kv_err.code) {
+		if (err)
+			*err = kv_err;
+		return st;
+	}
 	return st ? gpu_fail(s->g, st, "forward", err) : SHRINK_OK;
 }
 
@@ -416,8 +430,8 @@ shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_err
 	return shrink_fail(err, SHRINK_EIO, "--device cuda: this build of libshrink has no CUDA backend");
 }
 
-shrink_status gpu_state_new(const shrink_model *m, int max_tokens, int max_batch, struct shrink_state_gpu **out,
-			    shrink_error *err)
+shrink_status gpu_state_new(const shrink_model *m, shrink_kv *kv, int max_tokens, int max_batch,
+			    struct shrink_state_gpu **out, shrink_error *err)
 {
 	(void)m, (void)max_tokens, (void)max_batch;
 	*out = NULL;

@@ -76,7 +76,7 @@ shrink_status shrink_state_new(const shrink_model *m, int max_tokens, int max_ba
 		return shrink_fail(err, SHRINK_EIO, "out of memory allocating the run state (batch %d)", max_batch);
 	}
 	op_rope_inv_freq(c, s->inv_freq);
-	if (m->gpu && (st = gpu_state_new(m, max_tokens, max_batch, &s->gpu, err))) {
+	if (m->gpu && (st = gpu_state_new(m, s->kv, max_tokens, max_batch, &s->gpu, err))) {
 		shrink_state_free(s);
 		return st;
 	}

@@ -4,9 +4,33 @@
 #ifndef SHRINK_KV_H
 #define SHRINK_KV_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "config.h"
 
 typedef struct shrink_kv shrink_kv;
+
+/* Where the parts of one compressed chunk record lie (one KV head, K or V side, `T` tokens of `d`
+ * channels), for backends that decode records themselves (the GPU). Byte offsets into the record:
+ * scale (at 0) and min f16 [n_params]; outlier values f16 and indices (u8 when idx8, else u16)
+ * [n_vec][2 * n_side]; U f16 [T][rank] at off_u; Vt f16 [rank][d] at off_vt; codes [T][row_bytes] at
+ * off_codes, packed as bit planes (lib/kv/kv_impl.h). Keys: (scale, min) index (t / group) * d + j,
+ * outlier vectors are channels (indices are tokens). Values: index t * n_groups + j / group, outlier
+ * vectors are tokens (indices are channels). Element (t, j) = code * scale + min + U[t] . Vt[:, j],
+ * then replaced by its outlier value when it is one. */
+typedef struct {
+	int keys, T, d, bits, group, n_groups, n_side, idx8;
+	size_t off_min, off_oval, off_oidx, off_u, off_vt, off_codes, row_bytes, rec_bytes;
+} shrink_kv_layout;
+
+/* The compressed part of one layer of a kivi/gear cache: chunks [0, n_chunks) of `chunk` tokens,
+ * records [n_chunks][n_kv_heads] of k.rec_bytes (v.rec_bytes) bytes, and each chunk's rank. */
+typedef struct {
+	shrink_kv_layout k, v;
+	int chunk, n_chunks;
+	const uint8_t *rec_k, *rec_v, *rank;
+} shrink_kv_view;
 
 typedef struct {
 	/* k, v: one token's rows for every KV head of the layer: [n_kv_heads * head_dim] */
@@ -19,6 +43,8 @@ typedef struct {
 	/* optional (NULL when unused): the forward pass has stored this call's tokens in every layer.
 	 * GEAR compresses chunks completed before the first call's end (the prefill) with rank_prefill. */
 	void (*end_forward)(shrink_kv *kv);
+	/* optional (NULL for the float caches): the compressed chunks of a layer as stored */
+	void (*view)(const shrink_kv *kv, int layer, shrink_kv_view *out);
 } shrink_kv_ops;
 
 struct shrink_kv {

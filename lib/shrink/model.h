@@ -31,7 +31,8 @@ shrink_status shrink_model_bind(shrink_model *m, shrink_error *err);
 int64_t shrink_model_n_params(const shrink_model *m);
 /* Where states made from now on run their forward pass: "cpu" (the default) or
  * "cuda" (weights uploaded once: quantized tensors as stored, float ones as f16;
- * the KV cache is f16 on the GPU, so only --kv f16/f32 are accepted). SHRINK_EIO
+ * an f16 KV cache on the GPU for --kv f16/f32; a compressed cache keeps its chunks on
+ * the GPU and is compressed on the host, lib/model/kv_cuda.c). SHRINK_EIO
  * when the library has no CUDA backend or no device is present. */
 shrink_status shrink_model_set_device(shrink_model *m, const char *device, shrink_error *err);
 /* After tensor t of m (one bound to a layer, the final norm or the output head)

@@ -6,7 +6,8 @@
  * add, argmax, KV store, attention (decode, prefill, chunked prefill, GQA);
  * the fused decode step (rope + KV store + attention, position in device
  * memory), also replayed from a CUDA graph at several positions; several
- * weights in one launch (shrink_cuda_qlinear_multi).
+ * weights in one launch (shrink_cuda_qlinear_multi); attention over the
+ * compressed KV caches of lib/kv (kivi, gear) against the CPU decoder.
  * Outputs are poisoned with NaN before each run and followed by a guard that
  * must stay untouched; errors are ||out - ref|| / ||ref||.
  *   test_cuda [--quick] [--seed N]     (--quick: small shapes, for compute-sanitizer)
@@ -649,6 +650,132 @@ static void check_attention_decode(int dt, int H, int KV, int hd, int64_t cap, c
 	free(kc), free(vc);
 }
 
+/* ---- attention over a compressed (kivi/gear) KV cache -------------------------------------- */
+
+/* float64 attention of q [T][H][hd] at positions pos0.. over decoded keys/values [KV][L][hd] */
+static void ref_attention_rows(const uint16_t *q, int64_t T, int64_t pos0, int H, int KV, int hd, const float *k,
+			       const float *v, int64_t L, double scale, double *out)
+{
+	double *p = malloc((size_t)L * sizeof *p);
+	for (int64_t t = 0; t < T; t++)
+		for (int h = 0; h < H; h++) {
+			const uint16_t *qh = q + (t * H + h) * hd;
+			const float *kh = k + (size_t)(h / (H / KV)) * L * hd, *vh = v + (size_t)(h / (H / KV)) * L * hd;
+			double mx = -INFINITY, sum = 0;
+			for (int64_t j = 0; j <= pos0 + t; j++) {
+				double s = 0;
+				for (int i = 0; i < hd; i++)
+					s += (double)ref_from_half(0, qh[i]) * kh[j * hd + i];
+				p[j] = s * scale;
+				mx = p[j] > mx ? p[j] : mx;
+			}
+			for (int64_t j = 0; j <= pos0 + t; j++)
+				sum += p[j] = exp(p[j] - mx);
+			for (int i = 0; i < hd; i++) {
+				double o = 0;
+				for (int64_t j = 0; j <= pos0 + t; j++)
+					o += p[j] * vh[j * hd + i];
+				out[(t * H + h) * hd + i] = o / sum;
+			}
+		}
+	free(p);
+}
+
+/* lib/kv's cache (shrink_kv_new, store) holding L positions, the first `prefill` stored before an
+ * end_forward (so they get rank_prefill); its records, ranks and the tail in an f16 ring go to the
+ * device and the queries are the last T positions. Reference: float64 attention over the rows the
+ * CPU decoder (load) gives, so this checks the GPU's record decoder against kv_decode.c. */
+static void check_attention_packed(const char *spec, int H, int KV, int hd, int64_t L, int64_t T, int prefill,
+				   ref_rng *rng)
+{
+	static shrink_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.n_layers = 1, cfg.head_dim = hd, cfg.dim = H * hd, cfg.vocab_size = 1;
+	shrink_config_set_uniform(&cfg, H, KV, 4 * hd);
+	shrink_kv *kv;
+	shrink_error err;
+	if (shrink_kv_new(spec, &cfg, (int)L + 8, &kv, &err)) {
+		report(false, "attention_packed %s: %s", spec, err.msg);
+		return;
+	}
+	const int64_t kvd = (int64_t)KV * hd, pos0 = L - T;
+	float *k = malloc((size_t)L * kvd * 4), *v = malloc((size_t)L * kvd * 4);
+	for (int64_t i = 0; i < L * kvd; i++) /* channel 5 of every head 8x wider: outlier channels for GEAR */
+		k[i] = (float)ref_normal(rng) * (i % hd == 5 ? 8 : 1), v[i] = (float)ref_normal(rng);
+	for (int64_t p = 0; p < L; p++) {
+		if (kv->ops->store(kv, 0, (int)p, k + p * kvd, v + p * kvd, &err))
+			report(false, "attention_packed %s: store: %s", spec, err.msg);
+		if (p + 1 == prefill)
+			shrink_kv_end_forward(kv);
+	}
+	shrink_kv_view view;
+	kv->ops->view(kv, 0, &view);
+	const int64_t C = view.chunk, nc = view.n_chunks;
+	uint16_t *ring = calloc((size_t)C * kvd, 2);
+	for (int64_t p = nc * C; p < L; p++)
+		for (int64_t i = 0; i < kvd; i++)
+			ring[(p % C) * kvd + i] = ref_f32_to_f16(k[p * kvd + i]);
+	uint16_t *vring = calloc((size_t)C * kvd, 2);
+	for (int64_t p = nc * C; p < L; p++)
+		for (int64_t i = 0; i < kvd; i++)
+			vring[(p % C) * kvd + i] = ref_f32_to_f16(v[p * kvd + i]);
+	size_t bk = (size_t)(nc * KV) * view.k.rec_bytes, bv = (size_t)(nc * KV) * view.v.rec_bytes;
+	shrink_cuda_kv_packed dev = {.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc, .ring = C};
+	dev.rec_k = dev_upload(view.rec_k, bk ? bk : 1), dev.rec_v = dev_upload(view.rec_v, bv ? bv : 1);
+	dev.rank = dev_upload(view.rank, nc ? (size_t)nc : 1);
+	dev.k_ring = dev_upload(ring, (size_t)C * kvd * 2), dev.v_ring = dev_upload(vring, (size_t)C * kvd * 2);
+	/* the reference reads the cache back through the CPU decoder */
+	float *dk = malloc((size_t)KV * L * hd * 4), *dvv = malloc((size_t)KV * L * hd * 4);
+	for (int g = 0; g < KV; g++)
+		kv->ops->load(kv, 0, g, 0, (int)L, dk + (size_t)g * L * hd, dvv + (size_t)g * L * hd);
+	uint16_t *q = random_half(0, (size_t)T * H * hd, 1.0, rng), *out = malloc((size_t)T * H * hd * 2);
+	double *ref = malloc((size_t)T * H * hd * sizeof *ref);
+	const float scale = 1.0f / sqrtf((float)hd);
+	ref_attention_rows(q, T, pos0, H, KV, hd, dk, dvv, L, scale, ref);
+	void *dq = dev_upload(q, (size_t)T * H * hd * 2), *dout = dev_poisoned((size_t)T * H * hd * 2);
+	if (status_ok(shrink_cuda_attention_packed(ctx, SHRINK_CUDA_F16, dq, T, pos0, H, KV, hd, &dev, scale, dout),
+		      "attention_packed")) {
+		bool guard = dev_download(out, dout, (size_t)T * H * hd * 2);
+		double e = ref_rel_err_half(0, out, ref, (size_t)T * H * hd);
+		report(guard && e <= TOL_F16, "attention_packed %s H=%d KV=%d hd=%d L=%lld T=%lld chunks=%lld err=%.2e%s",
+		       spec, H, KV, hd, (long long)L, (long long)T, (long long)nc, e, guard ? "" : " GUARD WRITTEN");
+	}
+	/* a layout that does not match the head size is refused */
+	shrink_cuda_kv_packed bad = dev;
+	bad.k.d = hd + 8;
+	report(shrink_cuda_attention_packed(ctx, SHRINK_CUDA_F16, dq, T, pos0, H, KV, hd, &bad, scale, dout) ==
+		       SHRINK_EUSAGE,
+	       "attention_packed %s: a mismatched record layout is refused", spec);
+	cudaFree((void *)dev.rec_k), cudaFree((void *)dev.rec_v), cudaFree((void *)dev.rank);
+	cudaFree((void *)dev.k_ring), cudaFree((void *)dev.v_ring), cudaFree(dq), cudaFree(dout);
+	free(k), free(v), free(ring), free(vring), free(dk), free(dvv), free(q), free(out), free(ref);
+	shrink_kv_free(kv);
+}
+
+static void test_attention_packed(ref_rng *rng)
+{
+	static const struct {
+		const char *spec;
+		int H, KV, hd, L, T, prefill;
+	} cases[] = {
+		{"kivi", 8, 2, 128, 300, 1, 0},			     /* decode: 4 chunks + 44 in the ring */
+		{"kivi", 8, 2, 128, 300, 100, 0},		     /* prefill-sized query block */
+		{"kivi:bits=4,group=32,residual=64", 4, 4, 64, 200, 1, 0},
+		{"kivi:bits=3", 6, 3, 96, 150, 20, 0},
+		{"kivi:bits=8,group=16,residual=32", 8, 4, 8, 100, 7, 0}, /* stories260K's head_dim */
+		{"gear", 8, 2, 128, 260, 1, 130},
+		{"gear:rank=2,rank_prefill=6", 8, 2, 128, 300, 40, 130},
+		{"gear:bits=4,outliers=0.1,rank=3", 8, 2, 64, 200, 1, 0},
+		{"gear:bits=3,buffer=320", 4, 1, 64, 700, 3, 400}, /* 2-byte outlier indices */
+		{"kivi", 32, 8, 128, 2000, 1, 0},		     /* long decode: split keys */
+		{"gear", 14, 2, 64, 64, 64, 64},		     /* exactly one chunk, all compressed */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		if (!quick || cases[i].L <= 300)
+			check_attention_packed(cases[i].spec, cases[i].H, cases[i].KV, cases[i].hd, cases[i].L, cases[i].T,
+					       cases[i].prefill, rng);
+}
+
 static void test_attention(ref_rng *rng)
 {
 	static const int heads[][3] = {{4, 4, 64}, {8, 2, 128}, {14, 2, 64}, {32, 8, 128}, {12, 1, 64}, {6, 3, 96}};
@@ -707,6 +834,7 @@ int main(int argc, char **argv)
 	test_argmax(&rng);
 	test_kv_store(&rng);
 	test_attention(&rng);
+	test_attention_packed(&rng);
 	CK(cudaDeviceSynchronize());
 	printf("test_cuda: %d passed, %d failed\n", n_pass, n_fail);
 	shrink_cuda_ctx_destroy(ctx);

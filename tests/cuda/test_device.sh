@@ -2,7 +2,9 @@
 # test_device.sh: the GPU backend (--device cuda) against the CPU path, end to
 # end through the programs: greedy generation gives the same tokens, and
 # perplexity agrees within 0.1%, for stories260K as float, as a 4-bit container
-# and as a mixed-precision container (different bits per tensor); the same for
+# and as a mixed-precision container (different bits per tensor), and with the
+# compressed KV caches (kivi, gear: compressed on the host, decoded on the GPU;
+# their KV bytes per token must be equal too); the same for
 # the default model when it is present ($SHRINK_DEFAULT_MODEL, else
 # ~/.cache/shrink/default-model.gguf). Without a CUDA device (or a build
 # without CUDA) it checks that --device cuda fails with status 4, then skips.
@@ -28,11 +30,11 @@ if [ $rc -ne 0 ]; then
 	skip "no CUDA device (or no CUDA backend in this build)"
 fi
 
-# 'same_tokens NAME MODEL': greedy continuations of two prompts match byte for byte.
+# 'same_tokens NAME MODEL': greedy continuations of two prompts match byte for byte ($KV: a --kv spec).
 same_tokens() {
 	for p in "Once upon a time" "The little dog"; do
-		"$run" "$2" -p "$p" -n "${N_PREDICT:-48}" --temp 0 -q --device cpu >"$SHRINK_TMP/cpu.txt" 2>&1
-		"$run" "$2" -p "$p" -n "${N_PREDICT:-48}" --temp 0 -q --device cuda >"$SHRINK_TMP/gpu.txt" 2>&1
+		"$run" "$2" -p "$p" -n "${N_PREDICT:-48}" --temp 0 -q --kv "${KV:-f32}" --device cpu >"$SHRINK_TMP/cpu.txt" 2>&1
+		"$run" "$2" -p "$p" -n "${N_PREDICT:-48}" --temp 0 -q --kv "${KV:-f32}" --device cuda >"$SHRINK_TMP/gpu.txt" 2>&1
 		cmp -s "$SHRINK_TMP/cpu.txt" "$SHRINK_TMP/gpu.txt"
 		r=$?
 		check "$1: greedy tokens on the GPU equal the CPU's ('$p')" $r
@@ -43,27 +45,31 @@ same_tokens() {
 # 'same_ppl NAME MODEL': perplexity within 0.1% (relative) between the devices.
 same_ppl() {
 	for d in cpu cuda; do
-		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --device $d \
-			>"$SHRINK_TMP/ppl_$d.json" || { check "$1: shrink-eval --device $d" 1; return; }
+		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
+			--device $d >"$SHRINK_TMP/ppl_$d.json" || { check "$1: shrink-eval --device $d" 1; return; }
 	done
 	python3 - "$SHRINK_TMP/ppl_cpu.json" "$SHRINK_TMP/ppl_cuda.json" "$1" <<'EOF'
 import json, sys
-a = json.load(open(sys.argv[1]))["ppl"]
-b = json.load(open(sys.argv[2]))["ppl"]
-rel = abs(b - a) / a
-print("%s: perplexity cpu %.6f cuda %.6f (relative difference %.2e)" % (sys.argv[3], a, b, rel))
-sys.exit(0 if rel <= 1e-3 else 1)
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+rel = abs(b["ppl"] - a["ppl"]) / a["ppl"]
+print("%s: perplexity cpu %.6f cuda %.6f (relative difference %.2e); KV bytes/token cpu %.1f cuda %.1f"
+      % (sys.argv[3], a["ppl"], b["ppl"], rel, a["kv_bytes_per_token"], b["kv_bytes_per_token"]))
+compressed = a["kv"].split(":")[0] in ("kivi", "gear")
+sys.exit(0 if rel <= 1e-3 and (not compressed or a["kv_bytes_per_token"] == b["kv_bytes_per_token"]) else 1)
 EOF
 	check "$1: perplexity within 0.1%" $?
 }
 
-# compressed KV caches are CPU-only: a clear usage error
-"$run" "$small" -p "Once" -n 1 --device cuda --kv kivi >/dev/null 2>"$SHRINK_TMP/kv.err"
-[ $? -eq 2 ] && grep -q "CPU only" "$SHRINK_TMP/kv.err"
-check "--kv kivi with --device cuda is refused" $?
-
 same_tokens "stories260K f32" "$small"
 same_ppl "stories260K f32" "$small"
+
+# compressed KV caches: 48 greedy tokens cross the first 64-token chunk of a short prompt during
+# decode; the 128-token perplexity windows compress chunks during the prefill. Chunks of 16 (gear)
+# make decode compress several times, with rank 2 after a prefill at rank 4.
+for kv in kivi kivi:bits=4,group=32,residual=32 gear gear:bits=3,buffer=16,group=16,rank=2,rank_prefill=4; do
+	N_PREDICT=72 KV=$kv same_tokens "stories260K --kv $kv" "$small"
+	KV=$kv same_ppl "stories260K --kv $kv" "$small"
+done
 
 "$quant" "$small" -o "$SHRINK_TMP/q4.shrink" -b 4 -g 32 -q && [ -s "$SHRINK_TMP/q4.shrink" ]
 check "stories260K quantized to 4 bits" $?
@@ -114,6 +120,8 @@ if [ -e "$big" ]; then
 	# to part after about 10 tokens on the H100, so only the first 8 are compared; perplexity is tight.
 	N_PREDICT=8 same_tokens "default model 4-bit" "$SHRINK_TMP/big4.shrink"
 	PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model 4-bit" "$SHRINK_TMP/big4.shrink"
+	KV=kivi PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model" "$big"
+	KV=gear PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model" "$big"
 else
 	echo "note: default model not found ($big): only stories260K checked"
 fi
