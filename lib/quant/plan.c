@@ -47,8 +47,10 @@ static shrink_status plan_one(const shrink_tensor *t, const shrink_quantize_para
 	e->cols = t->n_dims == 2 ? t->shape[1] : 1;
 	e->scheme = p->scheme;
 	e->quantized = is_matrix(t);
-	if (strcmp(t->name, "model.embed_tokens.weight") == 0 || strcmp(t->name, "lm_head.weight") == 0)
+	if (strcmp(t->name, "model.embed_tokens.weight") == 0 || strcmp(t->name, "lm_head.weight") == 0) {
 		e->scheme.bits = p->embed_bits;
+		e->quantized = e->quantized && p->embed_bits > 0; /* 0: kept in float */
+	}
 	shrink_status st = is_matrix(t) ? apply_rules(p, e, err) : SHRINK_OK;
 	if (st)
 		return st;

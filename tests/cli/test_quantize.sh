@@ -68,6 +68,13 @@ assert t["model.embed_tokens.weight"]["bits"] == 8
 assert 3 < r["bpw"] < 16
 PY
 [ ! -e "$tmp/nothing" ] && ok "dry run writes nothing"
+expect_rc 0 "--embed-bits 0" "$q" "$model" --dry-run --json --embed-bits 0
+python3 - "$tmp/out" <<'PY' && ok "--embed-bits 0 keeps the embeddings in float" || bad "--embed-bits 0: $(head -c 400 "$tmp/out")"
+import json, sys
+t = {e["name"]: e for e in json.load(open(sys.argv[1]))["tensors"]}
+assert not t["model.embed_tokens.weight"]["quantized"]
+assert t["model.layers.0.mlp.up_proj.weight"]["bits"] == 4
+PY
 
 # damaged container: a flipped bit is caught by the CRC, naming the tensor
 python3 -c "import sys; d=bytearray(open(sys.argv[1],'rb').read()); d[-100]^=1; open(sys.argv[2],'wb').write(d)" "$tmp/q4.safetensors" "$tmp/bad.safetensors"
