@@ -238,8 +238,6 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 {
 	extern __shared__ float sm[];
 	__shared__ int is_last;
-	pdl_launch_dependents();
-	pdl_wait(); // q, k, v come from the kernel before (common.cuh)
 	const int hd = a.head_dim, n8 = hd / 8;
 	const dec_smem s = dec_carve<GM>(sm, hd);
 	const int pos = *a.pos;
@@ -312,8 +310,9 @@ template <typename T, int GM> cudaError_t launch(const dec_args &a, cudaStream_t
 		configured = true;
 	}
 	dim3 grid((unsigned)(a.n_kv * a.n_sub), (unsigned)a.splits);
-	return launch_pdl(attention_decode_kernel<T, GM>, grid, dim3(kThreads),
-			  dec_smem_floats<GM>(a.head_dim) * sizeof(float), stream, a);
+	attention_decode_kernel<T, GM>
+		<<<grid, kThreads, dec_smem_floats<GM>(a.head_dim) * sizeof(float), stream>>>(a);
+	return cudaGetLastError();
 }
 
 template <typename T> cudaError_t launch_type(const dec_args &a, int gm, cudaStream_t s)

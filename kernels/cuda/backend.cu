@@ -26,8 +26,6 @@ template <> __device__ __forceinline__ float load_f<__nv_bfloat16>(const __nv_bf
 
 template <typename S, typename D> __global__ void convert_kernel(const S *src, int64_t n, D *dst)
 {
-	pdl_launch_dependents();
-	pdl_wait();
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		const float v = load_f<S>(src, i);
 		if constexpr (std::is_same<D, float>::value)
@@ -44,8 +42,6 @@ template <typename S, typename D> __global__ void convert_kernel(const S *src, i
 __global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *w, int64_t dim, float eps, __half *out)
 {
 	__shared__ float scratch[32];
-	pdl_launch_dependents();
-	pdl_wait(); // x and y come from the kernels before (common.cuh)
 	float *row = x + blockIdx.x * dim;
 	const __half *yr = y ? y + blockIdx.x * dim : NULL;
 	__half *dst = out + blockIdx.x * dim;
@@ -206,25 +202,23 @@ extern "C" shrink_status shrink_cuda_convert(shrink_cuda_ctx *ctx, shrink_cuda_d
 		return SHRINK_OK;
 	const unsigned g = grid_of(n);
 	cudaStream_t s = ctx->stream;
-cudaError_t e;
 #define CONVERT_TO(D)                                                                                                  \
 	do {                                                                                                           \
-		D *d = static_cast<D *>(dst);                                                                          \
 		if (src_dt == SHRINK_CUDA_F32)                                                                         \
-			e = launch_pdl(convert_kernel<float, D>, dim3(g), dim3(256), 0, s, static_cast<const float *>(src), n, d); \
+			convert_kernel<float, D><<<g, 256, 0, s>>>(static_cast<const float *>(src), n, static_cast<D *>(dst)); \
 		else if (src_dt == SHRINK_CUDA_F16)                                                                    \
-			e = launch_pdl(convert_kernel<__half, D>, dim3(g), dim3(256), 0, s,                             \
-				       static_cast<const __half *>(src), n, d);                                        \
+			convert_kernel<__half, D><<<g, 256, 0, s>>>(static_cast<const __half *>(src), n,              \
+								    static_cast<D *>(dst));                            \
 		else                                                                                                   \
-			e = launch_pdl(convert_kernel<__nv_bfloat16, D>, dim3(g), dim3(256), 0, s,                      \
-				       static_cast<const __nv_bfloat16 *>(src), n, d);                                 \
+			convert_kernel<__nv_bfloat16, D><<<g, 256, 0, s>>>(static_cast<const __nv_bfloat16 *>(src), n, \
+									   static_cast<D *>(dst));                     \
 	} while (0)
 	if (dst_dt == SHRINK_CUDA_F16)
 		CONVERT_TO(__half);
 	else
 		CONVERT_TO(float);
 #undef CONVERT_TO
-	return shrink_cuda_check(ctx, e, "convert");
+	return shrink_cuda_launched(ctx, "convert");
 }
 
 extern "C" shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y,
@@ -237,10 +231,10 @@ extern "C" shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float
 		return SHRINK_OK;
 	const int64_t per_step = (dim & 3) == 0 ? dim / 4 : dim;
 	const int threads = per_step >= 1024 ? 1024 : (int)((per_step + 31) / 32 * 32);
-	cudaError_t e = launch_pdl(add_rmsnorm_kernel, dim3((unsigned)n_tok), dim3(threads), 0, ctx->stream, x,
-				   reinterpret_cast<const __half *>(y), reinterpret_cast<const __half *>(weight), dim,
-				   eps, reinterpret_cast<__half *>(out));
-	return shrink_cuda_check(ctx, e, "add_rmsnorm_f32");
+	add_rmsnorm_kernel<<<(unsigned)n_tok, threads, 0, ctx->stream>>>(
+		x, reinterpret_cast<const __half *>(y), reinterpret_cast<const __half *>(weight), dim, eps,
+		reinterpret_cast<__half *>(out));
+	return shrink_cuda_launched(ctx, "add_rmsnorm_f32");
 }
 
 extern "C" shrink_status shrink_cuda_add_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, int64_t n)

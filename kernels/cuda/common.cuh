@@ -47,39 +47,6 @@ static inline int64_t ceil_div64(int64_t a, int64_t b)
 	return (a + b - 1) / b;
 }
 
-// ---- programmatic dependent launch (sm_90) ---------------------------------------------------
-// The decode step is a chain of short kernels, each waiting for the one before. Launched with
-// launch_pdl, a kernel may start while its predecessor finishes: it runs what does not depend on
-// that kernel (loading its own weights), then pdl_wait() until the predecessor has completed and
-// its writes are visible. Every kernel launched this way calls pdl_wait() before it reads
-// anything an earlier kernel wrote and before it writes anything; pdl_launch_dependents() lets
-// the next kernel start early. Both are no-ops in a kernel launched the ordinary way.
-__device__ __forceinline__ void pdl_wait()
-{
-	asm volatile("griddepcontrol.wait;" ::: "memory");
-}
-__device__ __forceinline__ void pdl_launch_dependents()
-{
-	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
-
-// SHRINK_CUDA_PDL=0 in the environment launches these kernels the ordinary way (set when the first
-// context is created): for measuring what the overlap gives, in the same run.
-extern bool shrink_cuda_pdl_off;
-
-template <typename... KArgs, typename... Args>
-cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-		       Args &&...args)
-{
-	cudaLaunchAttribute attr[1];
-	attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	attr[0].val.programmaticStreamSerializationAllowed = 1;
-	cudaLaunchConfig_t cfg = {};
-	cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
-	cfg.attrs = attr, cfg.numAttrs = shrink_cuda_pdl_off ? 0 : 1;
-	return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
 // ---- element types -------------------------------------------------------------------------
 
 template <typename T> struct dtype_traits;

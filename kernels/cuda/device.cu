@@ -38,13 +38,9 @@ shrink_status shrink_cuda_check(shrink_cuda_ctx *ctx, cudaError_t e, const char 
 	return shrink_cuda_fail(ctx, SHRINK_EIO, "%s: %s", what, cudaGetErrorString(e));
 }
 
-bool shrink_cuda_pdl_off;
-
 extern "C" shrink_status shrink_cuda_ctx_create(int device, shrink_cuda_stream stream, shrink_cuda_ctx **out)
 {
 	*out = NULL;
-	const char *pdl = getenv("SHRINK_CUDA_PDL");
-	shrink_cuda_pdl_off = pdl && strcmp(pdl, "0") == 0;
 	shrink_cuda_ctx *ctx = static_cast<shrink_cuda_ctx *>(calloc(1, sizeof *ctx));
 	if (!ctx)
 		return SHRINK_EIO;

@@ -75,8 +75,6 @@ __global__ void rope_kernel(T *q, T *k, int64_t n_tok, int n_heads, int n_kv_hea
 
 template <typename T> __global__ void swiglu_kernel(const T *gate, const T *up, int64_t n, T *out)
 {
-	pdl_launch_dependents();
-	pdl_wait();
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		const float g = dtype_traits<T>::to_f(gate[i]), u = dtype_traits<T>::to_f(up[i]);
 		out[i] = dtype_traits<T>::from_f(g / (1.0f + expf(-g)) * u);
@@ -240,10 +238,9 @@ extern "C" shrink_status shrink_cuda_swiglu(shrink_cuda_ctx *ctx, shrink_cuda_dt
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "swiglu: bad arguments");
 	if (n == 0)
 		return SHRINK_OK;
-	cudaError_t e;
-	DISPATCH(dt, (e = launch_pdl(swiglu_kernel<T>, dim3(grid_for(n, 256)), dim3(256), 0, ctx->stream,
-				     static_cast<const T *>(gate), static_cast<const T *>(up), n, static_cast<T *>(out))));
-	return shrink_cuda_check(ctx, e, "swiglu");
+	DISPATCH(dt, (swiglu_kernel<T><<<grid_for(n, 256), 256, 0, ctx->stream>>>(
+			     static_cast<const T *>(gate), static_cast<const T *>(up), n, static_cast<T *>(out))));
+	return shrink_cuda_launched(ctx, "swiglu");
 }
 
 extern "C" shrink_status shrink_cuda_add(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *a, const void *b,

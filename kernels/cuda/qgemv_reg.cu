@@ -83,34 +83,21 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 	for (int j = 0; j < NT; j++)
 		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-	uint32_t w[U][BITS];
-	auto load_weights = [&](int kt0) {
-#pragma unroll
-		for (int u = 0; u < U; u++) {
-			const int kt = kt0 + kWarps * u;
-			if (kt < kt_end) {
-				qtile_load_global<BITS>(tiles + (size_t)kt * qtile_bytes(BITS), lane, w[u]);
-			} else {
-#pragma unroll
-				for (int i = 0; i < BITS; i++)
-					w[u][i] = 0;
-			}
-		}
-	};
-	// The first round of weights does not depend on the kernel that wrote x: with programmatic
-	// dependent launch it streams in while that kernel finishes (common.cuh).
-	pdl_launch_dependents();
-	load_weights(kt_begin + warp);
-	pdl_wait();
 	for (int kt0 = kt_begin + warp; kt0 < kt_end; kt0 += kWarps * U) {
-		if (kt0 != kt_begin + warp)
-			load_weights(kt0);
+		uint32_t w[U][BITS];
 		uint4 xv[U][NT][2];
 		uint32_t sc[U], zp[U];
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			const int kt = kt0 + kWarps * u;
 			const bool ok = kt < kt_end;
+			if (ok) {
+				qtile_load_global<BITS>(tiles + (size_t)kt * qtile_bytes(BITS), lane, w[u]);
+			} else {
+#pragma unroll
+				for (int i = 0; i < BITS; i++)
+					w[u][i] = 0;
+			}
 			const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
 			sc[u] = ok ? __ldg(sc_row + (size_t)grp * 8) : 0u;
 			zp[u] = (!SYM && ok) ? __ldg(zp_row + (size_t)grp * 8) : 0u;
@@ -226,10 +213,12 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 template <typename T, int BITS, bool SYM, bool FOLD>
 void launch_nt(const reg_args &a, dim3 grid, cudaStream_t stream, int nt)
 {
-	auto kernel = nt == 1	? qgemv_reg_kernel<T, BITS, SYM, FOLD, 1>
-		      : nt == 2 ? qgemv_reg_kernel<T, BITS, SYM, FOLD, 2>
-				: qgemv_reg_kernel<T, BITS, SYM, FOLD, 4>;
-	launch_pdl(kernel, grid, dim3(kWarps * 32), 0, stream, a);
+	if (nt == 1)
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+	else if (nt == 2)
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 2><<<grid, kWarps * 32, 0, stream>>>(a);
+	else
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4><<<grid, kWarps * 32, 0, stream>>>(a);
 }
 
 template <typename T, int BITS>
