@@ -1,11 +1,11 @@
 #!/bin/sh
 # test_device.sh: the GPU backend (--device cuda) against the CPU path, end to
 # end through the programs: greedy generation gives the same tokens, and
-# perplexity agrees within 0.1% (see same_ppl for the compressed caches), for stories260K as float, as a 4-bit container
+# perplexity agrees within 0.1%, for stories260K as float, as a 4-bit container
 # and as a mixed-precision container (different bits per tensor), and with the
 # compressed KV caches (kivi, gear: compressed on the host, decoded on the GPU;
-# their KV bytes per token must be equal too); the same for
-# the default model when it is present ($SHRINK_DEFAULT_MODEL, else
+# equal KV bytes, perplexity bounds in same_ppl); the same for the default
+# model when it is present ($SHRINK_DEFAULT_MODEL, else
 # ~/.cache/shrink/default-model.gguf). Without a CUDA device (or a build
 # without CUDA) it checks that --device cuda fails with status 4, then skips.
 . "$(dirname "$0")/../cli/lib.sh"
@@ -42,30 +42,30 @@ same_tokens() {
 	done
 }
 
-# 'same_ppl NAME MODEL [MODEL8]': perplexity within 0.1% (relative) between the devices. With the
-# compressed caches ($KV kivi/gear) the GPU must also hold exactly as many KV bytes, and the bound is
-# the larger of 0.1% and how far MODEL8 (MODEL with 8-bit weights) moves the CPU's perplexity under
-# the same cache: a 2-bit cache turns the f16-against-f32 difference of the keys and values into
-# flipped codes (on stories260K kivi moves perplexity from 4.46 to 19.2, and 8-bit weights move that
-# by 14%), so "as close as a rounding of the weights" is the statement that holds there.
+# 'same_ppl NAME MODEL': perplexity within 0.1% (relative) between the devices. With a compressed
+# cache ($KV kivi/gear) the GPU must hold exactly as many KV bytes, and the perplexities agree within
+# 1% at 4 and 8 bits and within 10% at 2 and 3: the GPU computes the keys and values in f16, the CPU
+# in f32, and coarse codes turn those small differences into flipped codes. Measured on the H100
+# with the default model (4 x 256 tokens): f16 cache 9e-5 apart, kivi 8-bit 5e-4, 4-bit 2.7e-3,
+# 2-bit 3.4% (GPU lower), 2-bit group 32 4.5% (GPU higher), gear 2-bit without low rank 3.3%
+# (lower); rounding the weights to 8 bits moves the CPU's own 2-bit numbers by 0.4% (default model)
+# to 14% (stories260K). A cache decoded wrongly is far outside this: kivi takes the default
+# model from 7.96 to 13.7, so reading the f16 rows instead would be 42% off.
 same_ppl() {
 	for d in cpu cuda; do
 		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
 			--device $d >"$SHRINK_TMP/ppl_$d.json" || { check "$1: shrink-eval --device $d" 1; return; }
 	done
-	echo '{"ppl": 0}' >"$SHRINK_TMP/ppl_8.json"
-	if [ -n "${3:-}" ]; then
-		"$eval" "$3" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
-			--device cpu >"$SHRINK_TMP/ppl_8.json" || { check "$1: shrink-eval 8-bit" 1; return; }
-	fi
-	python3 - "$SHRINK_TMP/ppl_cpu.json" "$SHRINK_TMP/ppl_cuda.json" "$SHRINK_TMP/ppl_8.json" "$1" <<'EOF'
+	python3 - "$SHRINK_TMP/ppl_cpu.json" "$SHRINK_TMP/ppl_cuda.json" "$1" <<'EOF'
 import json, sys
-a, b, q = (json.load(open(p)) for p in sys.argv[1:4])
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
 rel = abs(b["ppl"] - a["ppl"]) / a["ppl"]
-bound = max(1e-3, abs(q["ppl"] - a["ppl"]) / a["ppl"] if q["ppl"] else 0)
-print("%s: perplexity cpu %.6f cuda %.6f (relative difference %.2e, bound %.2e); KV bytes/token cpu %.1f cuda %.1f"
-      % (sys.argv[4], a["ppl"], b["ppl"], rel, bound, a["kv_bytes_per_token"], b["kv_bytes_per_token"]))
-compressed = a["kv"].split(":")[0] in ("kivi", "gear")
+kind, _, params = a["kv"].partition(":")
+compressed = kind in ("kivi", "gear")
+bits = int(dict(kv.split("=") for kv in params.split(",") if kv).get("bits", 2))
+bound = 1e-3 if not compressed else 1e-2 if bits >= 4 else 0.1
+print("%s: perplexity cpu %.6f cuda %.6f (relative difference %.2e, bound %.0e); KV bytes/token cpu %.1f cuda %.1f"
+      % (sys.argv[3], a["ppl"], b["ppl"], rel, bound, a["kv_bytes_per_token"], b["kv_bytes_per_token"]))
 sys.exit(0 if rel <= bound and (not compressed or a["kv_bytes_per_token"] == b["kv_bytes_per_token"]) else 1)
 EOF
 	check "$1: perplexity within the bound" $?
@@ -77,10 +77,9 @@ same_ppl "stories260K f32" "$small"
 # compressed KV caches: 48 greedy tokens cross the first 64-token chunk of a short prompt during
 # decode; the 128-token perplexity windows compress chunks during the prefill. Chunks of 16 (gear)
 # make decode compress several times, with rank 2 after a prefill at rank 4.
-"$quant" "$small" -o "$SHRINK_TMP/q8.shrink" -b 8 -g 32 -q
 for kv in kivi kivi:bits=4,group=32,residual=32 gear gear:bits=3,buffer=16,group=16,rank=2,rank_prefill=4; do
 	N_PREDICT=72 KV=$kv same_tokens "stories260K --kv $kv" "$small"
-	KV=$kv same_ppl "stories260K --kv $kv" "$small" "$SHRINK_TMP/q8.shrink"
+	KV=$kv same_ppl "stories260K --kv $kv" "$small"
 done
 
 "$quant" "$small" -o "$SHRINK_TMP/q4.shrink" -b 4 -g 32 -q && [ -s "$SHRINK_TMP/q4.shrink" ]
@@ -132,10 +131,9 @@ if [ -e "$big" ]; then
 	# to part after about 10 tokens on the H100, so only the first 8 are compared; perplexity is tight.
 	N_PREDICT=8 same_tokens "default model 4-bit" "$SHRINK_TMP/big4.shrink"
 	PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model 4-bit" "$SHRINK_TMP/big4.shrink"
-	"$quant" "$big" -o "$SHRINK_TMP/big8.shrink" -b 8 -g 32 -q
-	for kv in kivi gear; do
+	for kv in kivi kivi:bits=4 gear; do
 		N_PREDICT=24 KV=$kv same_tokens "default model --kv $kv" "$big"
-		KV=$kv PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model --kv $kv" "$big" "$SHRINK_TMP/big8.shrink"
+		KV=$kv PPL_CTX=256 PPL_CHUNKS=4 same_ppl "default model --kv $kv" "$big"
 	done
 else
 	echo "note: default model not found ($big): only stories260K checked"
