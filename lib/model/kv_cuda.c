@@ -3,13 +3,16 @@
  * uses) does the compressing: each layer's new key and value rows come back to
  * the host and go through its store(), so chunks are compressed by the same
  * code, at the same positions and with the same ranks as on the CPU, and its
- * n_bytes() stays exact. The GPU keeps a copy of every compressed record
+ * n_bytes() is exact after every call of more than one token (decode steps
+ * that complete no chunk keep their rows on the GPU only, so there the host
+ * lags by fewer than a chunk of f16 rows). The GPU keeps a copy of every compressed record
  * (uploaded when its chunk completes) and a ring of the recent f16 rows;
  * attention decodes the records on the fly (shrink_cuda_attention_packed).
  * Why the host encodes: GEAR's encoder (outlier selection, power iteration)
  * is sequential per head, and the copy it needs is the layer's new rows, small
  * next to the attention over the cache. Its cost: one device-to-host copy per
- * layer per forward call, so the decode step is not one CUDA graph. */
+ * layer per prefill call and per completed chunk (a wait for the stream each);
+ * decode runs eagerly (not as one CUDA graph), attention unfused from RoPE. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -27,6 +30,7 @@ struct gpu_kv {
 	uint16_t *rows;		     /* host: k then v rows [n][kv_dim] of one call */
 	float *kf, *vf;		     /* host: one token's rows */
 	int max_batch, max_kv_dim;
+	int *handed; /* per layer: positions 0 .. handed - 1 are in the host cache */
 };
 
 void gpu_kv_free(struct gpu_kv *g)
@@ -39,7 +43,7 @@ void gpu_kv_free(struct gpu_kv *g)
 			shrink_cuda_release(dev[i]);
 	}
 	free(g->k_ring), free(g->v_ring), free(g->rec_k), free(g->rec_v), free(g->rank);
-	free(g->rows), free(g->kf), free(g->vf);
+	free(g->rows), free(g->kf), free(g->vf), free(g->handed);
 	free(g);
 }
 
@@ -79,11 +83,14 @@ shrink_status gpu_kv_new(shrink_cuda_ctx *ctx, shrink_kv *host, const shrink_con
 	g->k_ring = calloc(n, sizeof *g->k_ring), g->v_ring = calloc(n, sizeof *g->v_ring);
 	g->rec_k = calloc(n, sizeof *g->rec_k), g->rec_v = calloc(n, sizeof *g->rec_v);
 	g->rank = calloc(n, sizeof *g->rank);
-	g->rows = malloc((size_t)max_batch * g->max_kv_dim * 2 * 2);
+	size_t rows = (size_t)(max_batch > v.chunk ? max_batch : v.chunk);
+	g->rows = malloc(rows * g->max_kv_dim * 2 * 2);
+	g->handed = calloc(n, sizeof *g->handed);
 	g->kf = malloc((size_t)g->max_kv_dim * 4), g->vf = malloc((size_t)g->max_kv_dim * 4);
-	shrink_status st = g->k_ring && g->v_ring && g->rec_k && g->rec_v && g->rank && g->rows && g->kf && g->vf
-				   ? SHRINK_OK
-				   : SHRINK_EIO;
+	shrink_status st =
+		g->k_ring && g->v_ring && g->rec_k && g->rec_v && g->rank && g->rows && g->kf && g->vf && g->handed
+			? SHRINK_OK
+			: SHRINK_EIO;
 	for (int l = 0; l < c->n_layers && !st; l++)
 		st = alloc_layer(ctx, g, c, l, host->max_tokens / v.chunk);
 	if (st) {
@@ -121,27 +128,50 @@ static shrink_status upload_chunks(shrink_cuda_ctx *ctx, struct gpu_kv *g, int l
 	return st;
 }
 
-shrink_status gpu_kv_store(shrink_cuda_ctx *ctx, struct gpu_kv *g, const shrink_config *c, int l, int pos, int n,
-			   const uint16_t *k, const uint16_t *v, shrink_error *err)
+/* n rows (device k, v [n][kv_dim]) of positions pos.. through the host cache's store() */
+static shrink_status hand_over(shrink_cuda_ctx *ctx, struct gpu_kv *g, int l, int64_t kvd, int pos, int n,
+			       const uint16_t *k, const uint16_t *v, shrink_error *err)
 {
-	int64_t kvd = (int64_t)c->layers[l].n_kv_heads * c->head_dim;
 	uint16_t *hk = g->rows, *hv = g->rows + (size_t)n * kvd;
-	shrink_status st = ring_store(ctx, g, l, pos, n, kvd, k, v);
-	if (!st)
-		st = shrink_cuda_download(ctx, hk, k, (size_t)n * kvd * 2);
+	shrink_status st = shrink_cuda_download(ctx, hk, k, (size_t)n * kvd * 2);
 	if (!st)
 		st = shrink_cuda_download(ctx, hv, v, (size_t)n * kvd * 2);
 	if (st)
 		return shrink_fail(err, st, "cuda: KV cache of layer %d: %s", l, shrink_cuda_ctx_message(ctx));
-	shrink_kv_view view;
-	g->host->ops->view(g->host, l, &view);
-	int c0 = view.n_chunks;
 	for (int t = 0; t < n && !st; t++) {
 		shrink_kernel_f16_to_f32(hk + t * kvd, g->kf, kvd);
 		shrink_kernel_f16_to_f32(hv + t * kvd, g->vf, kvd);
 		st = g->host->ops->store(g->host, l, pos + t, g->kf, g->vf, err);
 	}
+	if (!st)
+		g->handed[l] = pos + n;
+	return st;
+}
+
+shrink_status gpu_kv_store(shrink_cuda_ctx *ctx, struct gpu_kv *g, const shrink_config *c, int l, int pos, int n,
+			   const uint16_t *k, const uint16_t *v, shrink_error *err)
+{
+	int64_t kvd = (int64_t)c->layers[l].n_kv_heads * c->head_dim;
+	int T = g->ring;
+	if (pos == 0) /* a new sequence (the state was reset) */
+		g->handed[l] = 0;
+	/* A decode step that completes no chunk leaves its rows in the ring only (no copy, no wait);
+	 * they go to the host with the step that completes their chunk. */
+	if (n == 1 && (pos + 1) % T)
+		return ring_store(ctx, g, l, pos, n, kvd, k, v);
+	/* rows still only in the ring (all in pos's chunk) go first, before this call overwrites them */
+	int late = pos - g->handed[l];
+	const uint16_t *kr = g->k_ring[l] + (size_t)(g->handed[l] % T) * kvd;
+	const uint16_t *vr = g->v_ring[l] + (size_t)(g->handed[l] % T) * kvd;
+	shrink_status st = late > 0 ? hand_over(ctx, g, l, kvd, g->handed[l], late, kr, vr, err) : SHRINK_OK;
 	if (st)
+		return st;
+	if ((st = ring_store(ctx, g, l, pos, n, kvd, k, v)))
+		return shrink_fail(err, st, "cuda: KV cache of layer %d: %s", l, shrink_cuda_ctx_message(ctx));
+	shrink_kv_view view;
+	g->host->ops->view(g->host, l, &view);
+	int c0 = view.n_chunks;
+	if ((st = hand_over(ctx, g, l, kvd, pos, n, k, v, err)))
 		return st;
 	g->host->ops->view(g->host, l, &view);
 	if (view.n_chunks > c0 && (st = upload_chunks(ctx, g, l, &view, c0, c->layers[l].n_kv_heads)))
