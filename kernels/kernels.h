@@ -10,6 +10,12 @@
 
 typedef enum { SHRINK_KW_F32, SHRINK_KW_F16, SHRINK_KW_BF16 } shrink_kw_type;
 
+/* What this CPU has (cpu_features.c): AVX2 with FMA and F16C; F16C with AVX;
+ * AVX-512 VNNI (with VL) on top of AVX2. */
+int shrink_cpu_avx2(void);
+int shrink_cpu_f16c(void);
+int shrink_cpu_vnni(void);
+
 /* y[t, r] = sum_c x[t, c] * W[r, c] for t < n_tok, r < rows. W is row-major
  * [rows, cols] in the given float type. scratch: at least
  * shrink_kernel_linear_scratch(rows, cols, n_tok) floats (may be NULL when 0). */

@@ -16,19 +16,9 @@ __attribute__((target("f16c,avx"))) static void f16_to_f32_f16c(const uint16_t *
 		dst[i] = shrink_f16_to_f32(src[i]);
 }
 
-static int have_f16c(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-	}
-	return cached;
-}
-
 void shrink_kernel_f16_to_f32(const uint16_t *src, float *dst, int64_t n)
 {
-	if (have_f16c()) {
+	if (shrink_cpu_f16c()) {
 		f16_to_f32_f16c(src, dst, n);
 		return;
 	}

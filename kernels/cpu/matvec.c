@@ -14,17 +14,6 @@
 #define GEMM_MIN_TOKENS 8
 #define CONVERT_BLOCK_ROWS 128
 
-static int have_avx2(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-			 __builtin_cpu_supports("f16c");
-	}
-	return cached;
-}
-
 __attribute__((target("avx2,fma"))) static float hsum8(__m256 v)
 {
 	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -109,7 +98,7 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
 
 float shrink_kernel_dot(const float *a, const float *b, int64_t n)
 {
-	return have_avx2() ? dot_f32_avx2(a, b, n) : dot_f32_c(a, b, n);
+	return shrink_cpu_avx2() ? dot_f32_avx2(a, b, n) : dot_f32_c(a, b, n);
 }
 
 static float dot_row(const void *w, shrink_kw_type type, int64_t r, int64_t cols, const float *x, int avx)
@@ -131,7 +120,7 @@ static float dot_row(const void *w, shrink_kw_type type, int64_t r, int64_t cols
 static void linear_rows(const void *w, shrink_kw_type type, int64_t rows, int64_t cols, const float *x, int n_tok,
 			float *y)
 {
-	int avx = have_avx2();
+	int avx = shrink_cpu_avx2();
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < rows; r++)
 		for (int t = 0; t < n_tok; t++)

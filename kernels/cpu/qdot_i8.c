@@ -36,13 +36,8 @@ typedef struct {
 
 static int cpu_has(shrink_ki8_impl impl)
 {
-	static int avx2 = -1, vnni = -1;
-	if (avx2 < 0) {
-		__builtin_cpu_init();
-		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-		vnni = avx2 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-	}
-	return impl == SHRINK_KI8_C || (impl == SHRINK_KI8_AVX2 && avx2) || (impl == SHRINK_KI8_VNNI && vnni);
+	return impl == SHRINK_KI8_C || (impl == SHRINK_KI8_AVX2 && shrink_cpu_avx2()) ||
+	       (impl == SHRINK_KI8_VNNI && shrink_cpu_vnni());
 }
 
 int shrink_kernel_i8_available(shrink_ki8_impl impl)

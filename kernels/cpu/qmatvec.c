@@ -18,16 +18,6 @@ static float zero_of(const shrink_kq *w, int64_t r, int64_t g);
 #define BLOCK_ROWS 128
 #define CHUNK 256
 
-static int have_avx2(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-	}
-	return cached;
-}
-
 /* codes of elements [j0, j0+n) of a row */
 static void unpack_range(const uint8_t *row, int bits, int64_t j0, int64_t n, uint8_t *out)
 {
@@ -249,7 +239,7 @@ __attribute__((target("avx2,fma,f16c"))) static void dequant_q8_avx2(const shrin
 
 void shrink_kernel_dequant_q_row(const shrink_kq *w, int64_t r, float *out)
 {
-	if (have_avx2() && fast_shape(w)) {
+	if (shrink_cpu_avx2() && fast_shape(w)) {
 		if (w->bits == 4)
 			dequant_q4_avx2(w, r, out);
 		else
@@ -279,7 +269,7 @@ static void linear_rows(const shrink_kq *w, const float *x, int n_tok, float *y)
 				s += x[(size_t)t * w->cols + j0 + j];
 			xsum[(size_t)t * w->n_groups + g] = s;
 		}
-	int avx = have_avx2();
+	int avx = shrink_cpu_avx2();
 #pragma omp parallel for schedule(static)
 	for (int64_t r = 0; r < w->rows; r++)
 		row_dots(w, r, x, xsum, n_tok, y, avx);

@@ -12,16 +12,6 @@
 #define BLK 32
 #define TILE 8
 
-static int have_avx2(void)
-{
-	static int cached = -1;
-	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-	}
-	return cached;
-}
-
 /* row k's codes of one tile block in column order: its 4 bytes of every
  * chunk, then for 4-bit the low nibbles (columns 0..15) and the high ones */
 static void row_codes(const shrink_kqx *w, const uint8_t *blk, int k, uint8_t *codes)
@@ -87,7 +77,7 @@ void shrink_kernel_qx_dequant_tile(const shrink_kqx *w, int64_t tile, float *out
 	const uint8_t *tq = w->q + (size_t)tile * (size_t)w->n_blocks * w->block_bytes;
 	const uint16_t *s = w->scales + (size_t)tile * (size_t)w->n_groups * TILE;
 	const uint8_t *z = w->zeros ? w->zeros + (size_t)tile * (size_t)w->n_groups * TILE : NULL;
-	int avx2 = have_avx2();
+	int avx2 = shrink_cpu_avx2();
 	uint8_t codes[BLK];
 	for (int k = 0; k < TILE && tile * TILE + k < w->rows; k++)
 		for (int64_t b = 0, g = 0; b < w->n_blocks; b++) {

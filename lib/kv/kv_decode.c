@@ -293,9 +293,7 @@ AVX2 static void values_avx2(const shrink_kv_side *s, const uint8_t *rec, int ra
 
 bool shrink_kv_side_avx2(const shrink_kv_side *s)
 {
-	__builtin_cpu_init();
-	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c") ||
-	    s->bits == 3)
+	if (!shrink_cpu_avx2() || s->bits == 3)
 		return false;
 	return (s->d / (8 / s->bits)) % 8 == 0 && (s->keys || s->group % 8 == 0);
 }
