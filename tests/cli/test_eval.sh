@@ -2,21 +2,12 @@
 # shrink-eval as a user runs it: perplexity, .gz input, JSON, a reference
 # model, and every quality gate's exit code.
 set -u
-bin=${SHRINK_BUILD:?}/tools
-data=${SHRINK_DATA:-}
-[ -x "$bin/shrink-eval" ] || exit 77
-[ -f "$data/stories260K.gguf" ] || { echo "skip: no test data in '$data'"; exit 77; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-expect_rc() {
-	want=$1; label=$2; shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
-}
-m=$data/stories260K.gguf
-text=$data/tinystories.txt
+. "$(dirname "$0")/lib.sh"
+need_prog ev shrink-eval
+need_data m stories260K.gguf
+need_data text tinystories.txt
+bin=$SHRINK_BUILD/tools
+tmp=$SHRINK_TMP
 head -c 20000 "$text" >"$tmp/small.txt"
 gzip -c "$tmp/small.txt" >"$tmp/small.txt.gz"
 

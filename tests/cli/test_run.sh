@@ -3,22 +3,13 @@
 # sampling, llama2.c with a separate tokenizer, thread-count independence,
 # and the documented exit codes.
 set -u
-bin=${SHRINK_BUILD:?}/tools
-data=${SHRINK_DATA:-}
-[ -x "$bin/shrink-run" ] || exit 77
-[ -f "$data/stories260K.gguf" ] || { echo "skip: no test data in '$data'"; exit 77; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-: "${SHRINK_SRC:=$(cd "$(dirname "$0")/../.." && pwd)}"
-fails=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-expect_rc() { # want, label, command...
-	want=$1; label=$2; shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
-	if [ $rc -eq "$want" ]; then ok "$label (exit $rc)"; else bad "$label: exit $rc, wanted $want: $(head -c 300 "$tmp/err")"; fi
-}
+. "$(dirname "$0")/lib.sh"
+need_prog run shrink-run
+need_data gguf stories260K.gguf
+bin=$SHRINK_BUILD/tools
+data=$SHRINK_DATA
+tmp=$SHRINK_TMP
 
-gguf=$data/stories260K.gguf
 "$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 >"$tmp/greedy" 2>"$tmp/err" || bad "greedy run failed: $(cat "$tmp/err")"
 cat "$tmp/greedy"
 grep -q "^Once upon a time" "$tmp/greedy" && ok "prompt echoed" || bad "prompt not echoed"
