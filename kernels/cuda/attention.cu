@@ -299,12 +299,7 @@ template <typename T, int GM, typename C> cudaError_t launch(const attn_args &a,
 
 template <typename T, typename C> cudaError_t launch_type(const attn_args &a, const C &cache, int gm, cudaStream_t s)
 {
-	switch (gm) {
-	case 1: return launch<T, 1>(a, cache, s);
-	case 2: return launch<T, 2>(a, cache, s);
-	case 4: return launch<T, 4>(a, cache, s);
-	default: return launch<T, 8>(a, cache, s);
-	}
+	return with_group_tile(gm, [&](auto tile) { return launch<T, decltype(tile)::value>(a, cache, s); });
 }
 
 // The arguments both caches share; false for bad arguments.
@@ -319,7 +314,7 @@ bool args_for(shrink_cuda_ctx *ctx, const void *q, int64_t n_tok, int64_t pos0, 
 	a->n_tok = n_tok, a->pos0 = pos0;
 	a->n_heads = n_heads, a->n_kv = n_kv_heads, a->head_dim = head_dim;
 	a->group = n_heads / n_kv_heads;
-	*gm = a->group <= 1 ? 1 : a->group <= 2 ? 2 : a->group <= 4 ? 4 : 8;
+	*gm = group_tile(a->group);
 	a->n_sub = (int)ceil_div64(a->group, *gm);
 	a->scale = scale;
 	// split the keys when the grid is too small for the GPU and the workspace allows it

@@ -317,12 +317,7 @@ template <typename T, int GM> cudaError_t launch(const dec_args &a, cudaStream_t
 
 template <typename T> cudaError_t launch_type(const dec_args &a, int gm, cudaStream_t s)
 {
-	switch (gm) {
-	case 1: return launch<T, 1>(a, s);
-	case 2: return launch<T, 2>(a, s);
-	case 4: return launch<T, 4>(a, s);
-	default: return launch<T, 8>(a, s);
-	}
+	return with_group_tile(gm, [&](auto tile) { return launch<T, decltype(tile)::value>(a, s); });
 }
 
 // Keys per split: a multiple of the chunk, long enough that capacity / split_len <= kMaxSplits.
@@ -356,7 +351,7 @@ extern "C" shrink_status shrink_cuda_attention_decode(shrink_cuda_ctx *ctx, shri
 	a.out = out;
 	a.n_heads = n_heads, a.n_kv = n_kv_heads, a.head_dim = head_dim;
 	a.group = n_heads / n_kv_heads;
-	const int gm = a.group <= 1 ? 1 : a.group <= 2 ? 2 : a.group <= 4 ? 4 : 8;
+	const int gm = group_tile(a.group);
 	a.n_sub = (int)ceil_div64(a.group, gm);
 	a.split_len = split_len_for(capacity);
 	a.splits = (int)ceil_div64(capacity, a.split_len);

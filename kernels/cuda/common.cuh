@@ -79,6 +79,23 @@ template <typename T2> static __device__ __forceinline__ T2 from_u32(uint32_t v)
 }
 
 // Compile-time loop: f(std::integral_constant<int, I>()) for I in [B, E).
+// Attention kernels serve the query heads of one KV head in tiles of GM = 1, 2, 4 or 8 heads
+// (a template argument, so the per-head registers stay registers): the tile for `group` heads
+// per KV head, and f(std::integral_constant<int, GM>) called with it.
+static inline int group_tile(int group)
+{
+	return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8;
+}
+template <typename F> auto with_group_tile(int gm, F &&f)
+{
+	switch (gm) {
+	case 1: return f(std::integral_constant<int, 1>{});
+	case 2: return f(std::integral_constant<int, 2>{});
+	case 4: return f(std::integral_constant<int, 4>{});
+	default: return f(std::integral_constant<int, 8>{});
+	}
+}
+
 template <int B, int E, typename F> __device__ __forceinline__ void static_for(F &&f)
 {
 	if constexpr (B < E) {
