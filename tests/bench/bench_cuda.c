@@ -11,6 +11,8 @@
  * quantized path are checked against cuBLAS on the dequantized weight before
  * anything is timed.
  *   bench_cuda [--quick] [--dtype f16|bf16] [--bits B] [--group G]
+ *   bench_cuda --decode   (one Llama-3-8B-shaped decode layer, op by op)
+ *   bench_cuda --kv       (decode attention over the compressed KV caches against f16)
  * Prints Markdown tables on stdout. Deliberately no correctness testing
  * beyond the sanity check (tests/cuda/test_cuda.c does that). */
 #include <cublas_v2.h>
@@ -452,9 +454,10 @@ typedef struct {
 	int H, KV, hd;
 	int64_t pos0;
 	int32_t *pos_dev;
+	shrink_cuda_kv_packed *packed; /* OP_ATTN_PACKED: `copies` device copies of one cache */
 } op_case;
 
-enum { OP_RMSNORM, OP_ROPE, OP_SWIGLU, OP_ADD, OP_EMBED, OP_ARGMAX, OP_ATTN, OP_ATTN_DEC, OP_ADDNORM };
+enum { OP_RMSNORM, OP_ROPE, OP_SWIGLU, OP_ADD, OP_EMBED, OP_ARGMAX, OP_ATTN, OP_ATTN_DEC, OP_ADDNORM, OP_ATTN_PACKED };
 
 static void launch_op(void *arg, int i)
 {
@@ -475,6 +478,10 @@ static void launch_op(void *arg, int i)
 		CKS(shrink_cuda_attention_decode(ctx, t, c->a[k], c->b[k], c->b[k], c->H, c->KV, c->hd, c->inv,
 						 c->pos_dev, c->pos0 + 1, c->kc, c->vc, 1.0f / sqrtf((float)c->hd),
 						 c->out[k]));
+		break;
+	case OP_ATTN_PACKED:
+		CKS(shrink_cuda_attention_packed(ctx, t, c->a[k], c->T, c->pos0, c->H, c->KV, c->hd, &c->packed[k],
+						 1.0f / sqrtf((float)c->hd), c->out[k]));
 		break;
 	default:
 		CKS(shrink_cuda_attention(ctx, t, c->a[k], c->T, c->pos0, c->H, c->KV, c->hd, c->kc, c->vc,
@@ -605,6 +612,104 @@ static void bench_ops(void)
 	}
 }
 
+/* ---- decode attention over the compressed KV caches ------------------------------------------- */
+
+/* A one-layer cache of lib/kv holding L random positions (keys with an 8x wider channel 5, as in
+ * test_cuda), uploaded `n` times so that the timed calls rotate over more than L2 holds. */
+static shrink_cuda_kv_packed *packed_copies(const char *spec, int H, int KV, int hd, int64_t L, int n, size_t *bytes,
+					    ref_rng *rng)
+{
+	static shrink_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.n_layers = 1, cfg.head_dim = hd, cfg.dim = H * hd, cfg.vocab_size = 1;
+	shrink_config_set_uniform(&cfg, H, KV, 4 * hd);
+	shrink_kv *kv;
+	shrink_error err;
+	if (shrink_kv_new(spec, &cfg, (int)L, &kv, &err))
+		die("kv", err.msg);
+	const int64_t kvd = (int64_t)KV * hd;
+	float *k = malloc((size_t)kvd * 4), *v = malloc((size_t)kvd * 4);
+	for (int64_t p = 0; p < L; p++) {
+		for (int64_t i = 0; i < kvd; i++)
+			k[i] = (float)ref_normal(rng) * (i % hd == 5 ? 8 : 1), v[i] = (float)ref_normal(rng);
+		if (kv->ops->store(kv, 0, (int)p, k, v, &err))
+			die("kv store", err.msg);
+	}
+	*bytes = kv->ops->n_bytes(kv);
+	shrink_kv_view view;
+	kv->ops->view(kv, 0, &view);
+	const int64_t C = view.chunk, nc = view.n_chunks;
+	size_t bk = (size_t)nc * KV * view.k.rec_bytes, bv = (size_t)nc * KV * view.v.rec_bytes;
+	shrink_cuda_kv_packed *p = calloc((size_t)n, sizeof *p);
+	for (int i = 0; i < n; i++) {
+		p[i] = (shrink_cuda_kv_packed){.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc, .ring = C};
+		void *rk = dev_alloc(bk ? bk : 16), *rv = dev_alloc(bv ? bv : 16), *rank = dev_alloc((size_t)nc + 16);
+		void *kr = dev_alloc((size_t)C * kvd * 2), *vr = dev_alloc((size_t)C * kvd * 2);
+		CK(cudaMemcpy(rk, view.rec_k, bk, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(rv, view.rec_v, bv, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(rank, view.rank, (size_t)nc, cudaMemcpyHostToDevice));
+		CK(cudaMemset(kr, 0x3c, (size_t)C * kvd * 2));
+		CK(cudaMemset(vr, 0x3c, (size_t)C * kvd * 2));
+		p[i].rec_k = rk, p[i].rec_v = rv, p[i].rank = rank, p[i].k_ring = kr, p[i].v_ring = vr;
+	}
+	free(k), free(v);
+	shrink_kv_free(kv);
+	return p;
+}
+
+static void free_packed(shrink_cuda_kv_packed *p, int n)
+{
+	for (int i = 0; i < n; i++) {
+		cudaFree((void *)p[i].rec_k), cudaFree((void *)p[i].rec_v), cudaFree((void *)p[i].rank);
+		cudaFree((void *)p[i].k_ring), cudaFree((void *)p[i].v_ring);
+	}
+	free(p);
+}
+
+/* One decode token's attention (Llama-3-8B: 32 q heads, 8 KV heads, 128) over an f16 cache and over
+ * compressed ones; GB/s counts the cache's bytes (lib/kv's n_bytes: records + f16 tail) once. */
+static void bench_kv(ref_rng *rng)
+{
+	printf("\n### Decode attention over compressed KV caches (%s), H=32 KV=8 head_dim 128\n\n", dt ? "bf16" : "f16");
+	printf("| cache | ctx | us | cache MB | GB/s | time vs f16 |\n|---|---|---|---|---|---|\n");
+	const int H = 32, KV = 8, hd = 128;
+	const char *specs[] = {"kivi", "kivi:bits=4", "gear"};
+	const int64_t ctxs[] = {4096, 32768};
+	char name[160];
+	for (int li = 0; li < 2; li++) {
+		const int64_t L = ctxs[li];
+		const size_t f16_bytes = (size_t)L * KV * hd * 2 * 2;
+		op_case f = {.op = OP_ATTN, .T = 1, .H = H, .KV = KV, .hd = hd, .pos0 = L - 1};
+		f.kc = dev_alloc(f16_bytes / 2), f.vc = dev_alloc(f16_bytes / 2);
+		CK(cudaMemset(f.kc, 0x3c, f16_bytes / 2));
+		CK(cudaMemset(f.vc, 0x3c, f16_bytes / 2));
+		f.copies = 2; /* the f16 cache alone (134 MB at 32k) is not rotated; at 4k it partly fits L2 */
+		f.a = alloc_copies(2, (size_t)H * hd * 2), f.b = f.a, f.out = alloc_copies(2, (size_t)H * hd * 2);
+		const double us_f16 = time_auto(launch_op, &f, 2);
+		printf("| f16 | %lld | %.1f | %.1f | %.0f | 1.00x |\n", (long long)L, us_f16, f16_bytes / 1e6,
+		       f16_bytes / (us_f16 * 1e-6) / 1e9);
+		for (size_t si = 0; si < sizeof specs / sizeof *specs; si++) {
+			size_t bytes;
+			const int n = copies_for(L * KV * hd); /* about the 2-bit size */
+			op_case c = f;
+			c.op = OP_ATTN_PACKED;
+			c.packed = packed_copies(specs[si], H, KV, hd, L, n, &bytes, rng);
+			c.copies = n;
+			void **q = alloc_copies(n, (size_t)H * hd * 2), **o = alloc_copies(n, (size_t)H * hd * 2);
+			c.a = q, c.out = o;
+			const double us = time_auto(launch_op, &c, n);
+			snprintf(name, sizeof name, "%s", specs[si]);
+			printf("| %s | %lld | %.1f | %.1f | %.0f | %.2fx |\n", name, (long long)L, us, bytes / 1e6,
+			       bytes / (us * 1e-6) / 1e9, us / us_f16);
+			fflush(stdout);
+			free_packed(c.packed, n);
+			free_copies(q, n), free_copies(o, n);
+		}
+		free_copies(f.a, 2), free_copies(f.out, 2);
+		cudaFree(f.kc), cudaFree(f.vc);
+	}
+}
+
 /* ---- one decode step of a Llama-3-8B-shaped layer, op by op ---------------------------------- */
 
 typedef struct {
@@ -688,7 +793,7 @@ static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits,
 int main(int argc, char **argv)
 {
 	int bits = 4, group = 128;
-	bool only_linear = false, decode = false;
+	bool only_linear = false, decode = false, kv = false;
 	int64_t one[3] = {0, 0, 0};
 	const char *one_path = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -702,6 +807,8 @@ int main(int argc, char **argv)
 			only_linear = true;
 		else if (!strcmp(argv[i], "--decode"))
 			decode = true;
+		else if (!strcmp(argv[i], "--kv"))
+			kv = true;
 		else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
 			max_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
@@ -711,7 +818,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--kv] [--dtype f16|bf16] [--bits B] [--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}
@@ -741,6 +848,10 @@ int main(int argc, char **argv)
 	ref_rng rng = {42};
 	if (decode) {
 		bench_decode(&rng);
+		return 0;
+	}
+	if (kv) {
+		bench_kv(&rng);
 		return 0;
 	}
 	bench_linear(bits, group, &rng);
