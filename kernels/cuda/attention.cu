@@ -58,28 +58,101 @@ __device__ __forceinline__ int kv_code(const uint8_t *row, int d, int bits, int 
 	return c;
 }
 
-// channels j0..j0+7 of row t of one record, as shrink_kv_chunk_decode computes them
+// codes j0..j0+7 (j0 a multiple of 8) of a row: from whole bytes when each bit plane holds whole
+// blocks of 8 codes (head_dim a multiple of 16 for 4 bits, 32 for 2, 64 for 3), else one by one
+__device__ __forceinline__ void kv_codes8(const uint8_t *row, int d, int bits, int j0, int c[8])
+{
+	if (bits == 8) {
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			c[e] = row[j0 + e];
+		return;
+	}
+	if (bits == 4 && (d / 2) % 8 == 0) {
+		const bool hi = j0 >= d / 2;
+		const uint8_t *b = row + (hi ? j0 - d / 2 : j0);
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			c[e] = hi ? b[e] >> 4 : b[e] & 15;
+		return;
+	}
+	const int q = d / 4, E = d / 8;
+	if (bits != 4 && q % 8 == 0 && (bits == 2 || E % 8 == 0)) {
+		const uint8_t *b = row + j0 % q;
+		const int k = 2 * (j0 / q);
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			c[e] = (b[e] >> k) & 3;
+		if (bits == 3) {
+			const uint8_t *h = row + q + j0 % E;
+			const int k2 = j0 / E;
+#pragma unroll
+			for (int e = 0; e < 8; e++)
+				c[e] |= ((h[e] >> k2) & 1) << 2;
+		}
+		return;
+	}
+#pragma unroll
+	for (int e = 0; e < 8; e++)
+		c[e] = kv_code(row, d, bits, j0 + e);
+}
+
+// channels j0..j0+7 of row t of one record, as shrink_kv_chunk_decode computes them (the same
+// operations in the same order per element: code * scale + min, then + u_k vt_k for k = 0, 1, ...)
 __device__ void kv_decode8(const shrink_kv_layout &L, const uint8_t *rec, int rank, int t, int j0, float f[8])
 {
 	const __half *h = reinterpret_cast<const __half *>(rec);
 	const __half *scale = h, *mn = h + L.off_min / 2, *u = h + L.off_u / 2 + t * rank, *vt = h + L.off_vt / 2;
-	const __half *oval = h + L.off_oval / 2;
-	const uint8_t *row = rec + L.off_codes + (size_t)t * L.row_bytes;
-	const int per = 2 * L.n_side;
-	for (int e = 0; e < 8; e++) {
-		const int j = j0 + e;
-		const int p = L.keys ? t / L.group * L.d + j : t * L.n_groups + j / L.group;
-		float x = fmaf((float)kv_code(row, L.d, L.bits, j), __half2float(scale[p]), __half2float(mn[p]));
-		for (int k = 0; k < rank; k++)
-			x = fmaf(__half2float(u[k]), __half2float(vt[k * L.d + j]), x);
-		// outliers: keys list the tokens of channel j, values the channels of token t
-		const int first = (L.keys ? j : t) * per, want = L.keys ? t : j;
-		for (int o = first; o < first + per; o++) {
-			const int idx = L.idx8 ? rec[L.off_oidx + o] : reinterpret_cast<const uint16_t *>(rec + L.off_oidx)[o];
-			if (idx == want)
-				x = __half2float(oval[o]);
+	const int d = L.d;
+	int c[8];
+	kv_codes8(rec + L.off_codes + (size_t)t * L.row_bytes, d, L.bits, j0, c);
+	if (L.keys) { // (scale, min) per channel for the row's group of tokens
+		const int p = t / L.group * d + j0;
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			f[e] = fmaf((float)c[e], __half2float(scale[p + e]), __half2float(mn[p + e]));
+	} else if (L.group % 8 == 0) { // values: the 8 channels share one group
+		const int p = t * L.n_groups + j0 / L.group;
+		const float sc = __half2float(scale[p]), m = __half2float(mn[p]);
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			f[e] = fmaf((float)c[e], sc, m);
+	} else {
+#pragma unroll
+		for (int e = 0; e < 8; e++) {
+			const int p = t * L.n_groups + (j0 + e) / L.group;
+			f[e] = fmaf((float)c[e], __half2float(scale[p]), __half2float(mn[p]));
 		}
-		f[e] = x;
+	}
+	for (int k = 0; k < rank; k++) {
+		const float uk = __half2float(u[k]);
+		const __half *v = vt + k * d + j0;
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			f[e] = fmaf(uk, __half2float(v[e]), f[e]);
+	}
+	if (!L.n_side)
+		return;
+	// outliers: keys list the tokens of each channel, values the channels of each token
+	const int per = 2 * L.n_side;
+	const __half *oval = h + L.off_oval / 2;
+	auto idx = [&](int o) {
+		return L.idx8 ? (int)rec[L.off_oidx + o] : (int)reinterpret_cast<const uint16_t *>(rec + L.off_oidx)[o];
+	};
+	if (L.keys) {
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			for (int o = (j0 + e) * per; o < (j0 + e + 1) * per; o++)
+				if (idx(o) == t)
+					f[e] = __half2float(oval[o]);
+		return;
+	}
+	for (int o = t * per; o < (t + 1) * per; o++) {
+		const int j = idx(o) - j0;
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			if (j == e)
+				f[e] = __half2float(oval[o]);
 	}
 }
 
@@ -87,17 +160,20 @@ struct packed_cache {
 	shrink_cuda_kv_packed p;
 	int64_t stride;
 	int hd, n_kv;
-	__device__ void row8(bool keys, int64_t key, int kh, int c, float f[8]) const
+	// 32-bit division (positions fit an int; the caller checks): 64-bit division is a long
+	// instruction sequence, and this runs for every 8 channels read
+	__device__ void row8(bool keys, int64_t key64, int kh, int c, float f[8]) const
 	{
-		const int64_t chunk = key / p.chunk;
+		const int key = (int)key64, T = (int)p.chunk, chunk = key / T;
 		if (chunk >= p.n_chunks) {
-			load8(reinterpret_cast<const __half *>(keys ? p.k_ring : p.v_ring) + key % p.ring * stride + kh * hd + 8 * c,
+			load8(reinterpret_cast<const __half *>(keys ? p.k_ring : p.v_ring) + (int64_t)(key - chunk * T) * stride +
+				      kh * hd + 8 * c,
 			      f);
 			return;
 		}
 		const shrink_kv_layout &L = keys ? p.k : p.v;
 		const uint8_t *rec = (keys ? p.rec_k : p.rec_v) + (size_t)(chunk * n_kv + kh) * L.rec_bytes;
-		kv_decode8(L, rec, p.rank[chunk], (int)(key % p.chunk), 8 * c, f);
+		kv_decode8(L, rec, p.rank[chunk], key - chunk * T, 8 * c, f);
 	}
 	__device__ void k8(int64_t key, int kh, int c, float f[8]) const { row8(true, key, kh, c, f); }
 	__device__ void v8(int64_t key, int kh, int c, float f[8]) const { row8(false, key, kh, c, f); }
@@ -388,11 +464,11 @@ extern "C" shrink_status shrink_cuda_attention_packed(shrink_cuda_ctx *ctx, shri
 	attn_args a;
 	int gm;
 	const int64_t n_keys = pos0 + n_tok;
-	const bool ok = cache && cache->chunk > 0 && cache->n_chunks >= 0 && cache->ring > 0 &&
+	const bool ok = cache && cache->chunk > 0 && cache->n_chunks >= 0 && n_keys <= INT32_MAX &&
 			layout_ok(cache->k, cache->chunk, head_dim, true) &&
 			layout_ok(cache->v, cache->chunk, head_dim, false) &&
-			// the ring must hold every position after the compressed chunks
-			n_keys - cache->n_chunks * cache->chunk <= cache->ring && cache->k_ring && cache->v_ring &&
+			// the ring holds the positions after the compressed chunks: fewer than a chunk
+			n_keys - cache->n_chunks * cache->chunk <= cache->chunk && cache->k_ring && cache->v_ring &&
 			(cache->n_chunks == 0 || (cache->rec_k && cache->rec_v && cache->rank));
 	if ((dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16) || !ok ||
 	    !args_for(ctx, q, n_tok, pos0, n_heads, n_kv_heads, head_dim, scale, out, &a, &gm))

@@ -173,11 +173,11 @@ shrink_status shrink_cuda_attention(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, 
 				    const uint16_t *v_cache, float scale, void *out);
 /* A compressed (kivi/gear) KV cache of one layer as the GPU keeps it: the records of chunks
  * [0, n_chunks) exactly as lib/kv stores them (shrink_kv_view: [chunk][kv head] records, a rank
- * per chunk; device copies), and a ring [ring][n_kv_heads * head_dim] of f16 rows holding every
- * later position p at row p % ring. */
+ * per chunk; device copies), and a ring [chunk][n_kv_heads * head_dim] of f16 rows holding the
+ * positions after them (the last, incomplete chunk), position p at row p % chunk. */
 typedef struct {
 	shrink_kv_layout k, v;
-	int64_t chunk, n_chunks, ring;
+	int64_t chunk, n_chunks;
 	const uint8_t *rec_k, *rec_v, *rank;
 	const uint16_t *k_ring, *v_ring;
 } shrink_cuda_kv_packed;

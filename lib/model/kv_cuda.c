@@ -184,8 +184,8 @@ shrink_status gpu_kv_attention(shrink_cuda_ctx *ctx, const struct gpu_kv *g, con
 {
 	shrink_kv_view view;
 	g->host->ops->view(g->host, l, &view);
-	shrink_cuda_kv_packed p = {view.k,	   view.v,	    view.chunk,	  view.n_chunks, g->ring,
-				   g->rec_k[l], g->rec_v[l], g->rank[l], g->k_ring[l], g->v_ring[l]};
+	shrink_cuda_kv_packed p = {view.k,	   view.v,	view.chunk,   view.n_chunks, g->rec_k[l],
+				   g->rec_v[l], g->rank[l], g->k_ring[l], g->v_ring[l]};
 	int hd = c->head_dim;
 	return shrink_cuda_attention_packed(ctx, SHRINK_CUDA_F16, q, n, pos, c->layers[l].n_heads,
 					    c->layers[l].n_kv_heads, hd, &p, 1.0f / sqrtf((float)hd), out);

@@ -642,7 +642,7 @@ static shrink_cuda_kv_packed *packed_copies(const char *spec, int H, int KV, int
 	size_t bk = (size_t)nc * KV * view.k.rec_bytes, bv = (size_t)nc * KV * view.v.rec_bytes;
 	shrink_cuda_kv_packed *p = calloc((size_t)n, sizeof *p);
 	for (int i = 0; i < n; i++) {
-		p[i] = (shrink_cuda_kv_packed){.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc, .ring = C};
+		p[i] = (shrink_cuda_kv_packed){.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc};
 		void *rk = dev_alloc(bk ? bk : 16), *rv = dev_alloc(bv ? bv : 16), *rank = dev_alloc((size_t)nc + 16);
 		void *kr = dev_alloc((size_t)C * kvd * 2), *vr = dev_alloc((size_t)C * kvd * 2);
 		CK(cudaMemcpy(rk, view.rec_k, bk, cudaMemcpyHostToDevice));

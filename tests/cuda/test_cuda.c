@@ -720,7 +720,7 @@ static void check_attention_packed(const char *spec, int H, int KV, int hd, int6
 		for (int64_t i = 0; i < kvd; i++)
 			vring[(p % C) * kvd + i] = ref_f32_to_f16(v[p * kvd + i]);
 	size_t bk = (size_t)(nc * KV) * view.k.rec_bytes, bv = (size_t)(nc * KV) * view.v.rec_bytes;
-	shrink_cuda_kv_packed dev = {.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc, .ring = C};
+	shrink_cuda_kv_packed dev = {.k = view.k, .v = view.v, .chunk = C, .n_chunks = nc};
 	dev.rec_k = dev_upload(view.rec_k, bk ? bk : 1), dev.rec_v = dev_upload(view.rec_v, bv ? bv : 1);
 	dev.rank = dev_upload(view.rank, nc ? (size_t)nc : 1);
 	dev.k_ring = dev_upload(ring, (size_t)C * kvd * 2), dev.v_ring = dev_upload(vring, (size_t)C * kvd * 2);
