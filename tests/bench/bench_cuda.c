@@ -614,27 +614,16 @@ static void bench_ops(void)
 
 /* ---- decode attention over the compressed KV caches ------------------------------------------- */
 
-/* A one-layer cache of lib/kv holding L random positions (keys with an 8x wider channel 5, as in
- * test_cuda), uploaded `n` times so that the timed calls rotate over more than L2 holds. */
+/* ref_kv_filled's one-layer cache of L random positions, uploaded `n` times so that the timed calls
+ * rotate over more than L2 holds. */
 static shrink_cuda_kv_packed *packed_copies(const char *spec, int H, int KV, int hd, int64_t L, int n, size_t *bytes,
 					    ref_rng *rng)
 {
-	static shrink_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.n_layers = 1, cfg.head_dim = hd, cfg.dim = H * hd, cfg.vocab_size = 1;
-	shrink_config_set_uniform(&cfg, H, KV, 4 * hd);
-	shrink_kv *kv;
 	shrink_error err;
-	if (shrink_kv_new(spec, &cfg, (int)L, &kv, &err))
+	shrink_kv *kv = ref_kv_filled(spec, H, KV, hd, L, 0, rng, NULL, NULL, &err);
+	if (!kv)
 		die("kv", err.msg);
 	const int64_t kvd = (int64_t)KV * hd;
-	float *k = malloc((size_t)kvd * 4), *v = malloc((size_t)kvd * 4);
-	for (int64_t p = 0; p < L; p++) {
-		for (int64_t i = 0; i < kvd; i++)
-			k[i] = (float)ref_normal(rng) * (i % hd == 5 ? 8 : 1), v[i] = (float)ref_normal(rng);
-		if (kv->ops->store(kv, 0, (int)p, k, v, &err))
-			die("kv store", err.msg);
-	}
 	*bytes = kv->ops->n_bytes(kv);
 	shrink_kv_view view;
 	kv->ops->view(kv, 0, &view);
@@ -652,7 +641,6 @@ static shrink_cuda_kv_packed *packed_copies(const char *spec, int H, int KV, int
 		CK(cudaMemset(vr, 0x3c, (size_t)C * kvd * 2));
 		p[i].rec_k = rk, p[i].rec_v = rv, p[i].rank = rank, p[i].k_ring = kr, p[i].v_ring = vr;
 	}
-	free(k), free(v);
 	shrink_kv_free(kv);
 	return p;
 }

@@ -275,3 +275,31 @@ void ref_attention(int dt, const uint16_t *q, int64_t n_tok, int64_t pos0, int n
 		}
 	free(s);
 }
+
+shrink_kv *ref_kv_filled(const char *spec, int H, int KV, int hd, int64_t L, int prefill, ref_rng *rng, float *k,
+			 float *v, shrink_error *err)
+{
+	static shrink_config cfg; /* the cache keeps a pointer to it */
+	memset(&cfg, 0, sizeof cfg);
+	cfg.n_layers = 1, cfg.head_dim = hd, cfg.dim = H * hd, cfg.vocab_size = 1;
+	shrink_config_set_uniform(&cfg, H, KV, 4 * hd);
+	shrink_kv *kv;
+	if (shrink_kv_new(spec, &cfg, (int)L + 8, &kv, err))
+		return NULL;
+	const int64_t kvd = (int64_t)KV * hd;
+	float *rk = malloc((size_t)kvd * 4), *rv = malloc((size_t)kvd * 4);
+	for (int64_t p = 0; p < L; p++) {
+		float *kp = k ? k + p * kvd : rk, *vp = v ? v + p * kvd : rv;
+		for (int64_t i = 0; i < kvd; i++) /* channel 5 of every head 8x wider: outlier channels for GEAR */
+			kp[i] = (float)ref_normal(rng) * (i % hd == 5 ? 8 : 1), vp[i] = (float)ref_normal(rng);
+		if (kv->ops->store(kv, 0, (int)p, kp, vp, err)) {
+			shrink_kv_free(kv);
+			kv = NULL;
+			break;
+		}
+		if (p + 1 == prefill)
+			shrink_kv_end_forward(kv);
+	}
+	free(rk), free(rv);
+	return kv;
+}

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv.h"
+
 /* splitmix64 stream */
 typedef struct {
 	uint64_t s;
@@ -61,5 +63,11 @@ void ref_rope(int dt, const uint16_t *x, int64_t n_tok, int n_heads, int head_di
 	      int64_t pos0, double *out);
 void ref_attention(int dt, const uint16_t *q, int64_t n_tok, int64_t pos0, int n_heads, int n_kv, int head_dim,
 		   const uint16_t *kc, const uint16_t *vc, float scale, double *out);
+
+/* A one-layer lib/kv cache (spec: --kv syntax) for H query / KV heads of hd holding L random positions
+ * (keys with an 8x wider channel 5, so GEAR has outliers), an end_forward after the first `prefill`;
+ * the rows stored are left in k and v [L][KV * hd] when given. NULL with err filled on failure. */
+shrink_kv *ref_kv_filled(const char *spec, int H, int KV, int hd, int64_t L, int prefill, ref_rng *rng, float *k,
+			 float *v, shrink_error *err);
 
 #endif

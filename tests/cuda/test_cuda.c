@@ -688,25 +688,14 @@ static void ref_attention_rows(const uint16_t *q, int64_t T, int64_t pos0, int H
 static void check_attention_packed(const char *spec, int H, int KV, int hd, int64_t L, int64_t T, int prefill,
 				   ref_rng *rng)
 {
-	static shrink_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.n_layers = 1, cfg.head_dim = hd, cfg.dim = H * hd, cfg.vocab_size = 1;
-	shrink_config_set_uniform(&cfg, H, KV, 4 * hd);
-	shrink_kv *kv;
-	shrink_error err;
-	if (shrink_kv_new(spec, &cfg, (int)L + 8, &kv, &err)) {
-		report(false, "attention_packed %s: %s", spec, err.msg);
-		return;
-	}
 	const int64_t kvd = (int64_t)KV * hd, pos0 = L - T;
 	float *k = malloc((size_t)L * kvd * 4), *v = malloc((size_t)L * kvd * 4);
-	for (int64_t i = 0; i < L * kvd; i++) /* channel 5 of every head 8x wider: outlier channels for GEAR */
-		k[i] = (float)ref_normal(rng) * (i % hd == 5 ? 8 : 1), v[i] = (float)ref_normal(rng);
-	for (int64_t p = 0; p < L; p++) {
-		if (kv->ops->store(kv, 0, (int)p, k + p * kvd, v + p * kvd, &err))
-			report(false, "attention_packed %s: store: %s", spec, err.msg);
-		if (p + 1 == prefill)
-			shrink_kv_end_forward(kv);
+	shrink_error err;
+	shrink_kv *kv = ref_kv_filled(spec, H, KV, hd, L, prefill, rng, k, v, &err);
+	if (!kv) {
+		report(false, "attention_packed %s: %s", spec, err.msg);
+		free(k), free(v);
+		return;
 	}
 	shrink_kv_view view;
 	kv->ops->view(kv, 0, &view);
