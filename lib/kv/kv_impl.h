@@ -40,7 +40,6 @@ shrink_status shrink_kv_float_new(const shrink_config *c, int max_tokens, bool h
 /* KIVI (no outliers, rank 0) and GEAR share one streaming implementation (kv_stream.c). */
 shrink_status shrink_kv_stream_new(const shrink_kv_params *p, const char *spec, const shrink_config *c, int max_tokens,
 				   shrink_kv **out, shrink_error *err);
-int shrink_kv_max_kv_dim(const shrink_config *c);
 
 /* ---- the min-max quantizer of algorithms.md §0 (kv_quant.c) ---- */
 

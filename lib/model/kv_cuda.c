@@ -76,9 +76,7 @@ shrink_status gpu_kv_new(shrink_cuda_ctx *ctx, shrink_kv *host, const shrink_con
 	g->host = host;
 	g->n_layers = c->n_layers, g->head_dim = c->head_dim, g->max_batch = max_batch;
 	g->ring = v.chunk; /* positions after the last complete chunk */
-	for (int l = 0; l < c->n_layers; l++)
-		if (c->layers[l].n_kv_heads * c->head_dim > g->max_kv_dim)
-			g->max_kv_dim = c->layers[l].n_kv_heads * c->head_dim;
+	g->max_kv_dim = shrink_kv_max_kv_dim(c);
 	size_t n = (size_t)c->n_layers;
 	g->k_ring = calloc(n, sizeof *g->k_ring), g->v_ring = calloc(n, sizeof *g->v_ring);
 	g->rec_k = calloc(n, sizeof *g->rec_k), g->rec_v = calloc(n, sizeof *g->rec_v);

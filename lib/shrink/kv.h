@@ -63,6 +63,8 @@ struct shrink_kv {
 shrink_status shrink_kv_new(const char *spec, const shrink_config *c, int max_tokens, shrink_kv **out,
 			    shrink_error *err);
 void shrink_kv_free(shrink_kv *kv);
+/* The widest layer's n_kv_heads * head_dim: one token's key (or value) row of any layer fits. */
+int shrink_kv_max_kv_dim(const shrink_config *c);
 /* Call after each forward call (calls ops->end_forward when there is one). */
 void shrink_kv_end_forward(shrink_kv *kv);
 
