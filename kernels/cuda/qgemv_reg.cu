@@ -1,32 +1,23 @@
-// qgemv_reg.cu: the quantized GEMV for 1-32 tokens (path SHRINK_CUDA_QPATH_GEMV_REG,
-// the default): weights stream straight into registers; qgemv.cu stages them
-// through shared memory with cp.async instead. Both are checked by
-// tests/cuda/test_cuda and timed side by side by bench_cuda.
+// qgemv_reg.cu: a second version of the quantized GEMV (1-32 tokens) that
+// streams the weights straight into registers (path SHRINK_CUDA_QPATH_GEMV_REG);
+// qgemv.cu stages them through shared memory with cp.async instead. Both are
+// checked by tests/cuda/test_cuda and timed side by side by bench_cuda.
 //
-// Work is cut like stream-K, per warp: the launch's tiles (16 rows x 64 columns,
-// stored [row tile][k tile], so row-tile-major order is address order) are one
-// sequence, and warp w of the grid takes the contiguous range
-// [w T / W, (w + 1) T / W). A warp streams its range through a ring of D tiles
-// in registers (16-byte loads that skip L1; the load into a slot is issued right
-// after that slot is consumed, so D - 1 tiles stay in flight), reads the
-// activations through L1, dequantizes in registers (qlayout.cuh) and issues
-// mma.m16n8k16 with the tokens in n. Groups of >= 64 columns are scaled in float
-// after an exact (q - z) x product per tile; smaller groups scale the weight first.
-// A row tile inside one warp's range is written by that warp. A range cuts at
-// most two row tiles (its first and last); their parts go to the workspace at
-// the end, and the warp that finishes a cut row tile last sums its parts in
-// warp order (deterministic) and writes it. Warps never wait for each other.
-// One launch may serve up to three weights that read the same x (q/k/v,
-// gate/up; qlinear_multi): their row tiles are one sequence.
+// A CTA of 8 warps owns one row tile (16 output rows) and a range of k tiles;
+// its warps take the tiles round-robin, U tiles per round and lane (16-byte
+// loads that skip L1: 8 tiles for 4-bit codes and <= 8 tokens), read the
+// activations through L1, dequantize in registers (qlayout.cuh) and issue
+// mma.m16n8k16 with the tokens in n. Groups of >= 64 columns are scaled in
+// float after an exact (q - z) x product per tile; smaller groups scale the
+// weight first. Warps meet in shared memory; split-K partials are added by the
+// last CTA of a row tile in split order (deterministic). One launch may serve up
+// to three weights that read the same x (q/k/v, gate/up; qlinear_multi): the grid
+// is their row tiles end to end, which also gives small matrices enough CTAs.
 //
-// EXPERIMENT, measured slower and reverted in the next commit (H100, 4-bit g128,
-// f16, batch 1): 4096x14336 27.9 us against 16.6 us for the CTA-per-row-tile
-// version, 4096x4096 17.1 against 5.7, 8-bit lm_head 212 against 178; decode of
-// the 8B-shaped model 173 against 288 tokens/s. Neither settling cut row tiles
-// without fences nor loading the activations with the weights changed that.
-// Reading: 2112 warps each streaming its own 14 KB window (2.5 KB in flight)
-// scatter DRAM accesses; the CTA-per-row-tile kernel reads 32 KB contiguous per
-// CTA at once. See tests/bench/bench_cuda.md.
+// Measured on the H100 (run 1 of this kernel, 4-bit g128, f16): batch 1 at
+// 4096x14336 in 14.8 us (about 70% of copy bandwidth), 8192x8192 (U = 4) in
+// 15.5 us: faster than qgemv.cu there, whose cp.async issue and shared-memory
+// round trip cost more instructions per tile than the latency they hide.
 // Deliberately not here: the choice of path (qlinear.cu).
 #include <string.h>
 
@@ -36,34 +27,32 @@
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kCtasPerSm = 2;
-constexpr int kMinTilesPerWarp = 4;
 constexpr int kMaxWeights = 3;
 
-// One weight of a launch (up to kMaxWeights sharing K, bits, group size and symmetry).
+// One weight of a launch: a launch may serve up to kMaxWeights weights that share K, bits,
+// group size and symmetry (q/k/v, or gate/up: one launch, and enough CTAs, for all of them).
 struct reg_weight {
 	const uint8_t *qw;
 	const uint32_t *scales, *zeros;
 	void *y;
 	int *counters;
-	int N, rt_begin; // rows; first row tile of this weight in the launch's sequence
+	int N, rt_begin; // rows; first CTA (row tile) of this weight in the grid
 };
 
 struct reg_args {
 	reg_weight w[kMaxWeights];
 	int n_weights;
 	const void *x;
-	float *ws; // parts of cut row tiles: [warp][2][128 NT]
+	float *ws; // split-K partials, [row tile of the launch][split][128 NT]
 	int64_t ldx;
 	int M;
-	int k_tiles, n_groups, gshift;
-	int tiles, warps; // tiles of the launch, warps of the grid
+	int k_tiles, n_groups, gshift, kt_per_split, splits;
 };
 
-// Tiles in the ring of a warp: the registers of its D slots stay near 72.
-template <int BITS, int NT> __host__ __device__ constexpr int ring_depth()
+// Tiles in flight per warp and lane: as many as registers allow at 2-3 CTAs per SM.
+template <int BITS, int NT> __host__ __device__ constexpr int tiles_in_flight()
 {
-	return 72 / (BITS + 2 + 8 * NT) < 2 ? 2 : 72 / (BITS + 2 + 8 * NT) > 8 ? 8 : 72 / (BITS + 2 + 8 * NT);
+	return NT >= 4 ? 2 : (BITS == 4 && NT == 1) ? 8 : (BITS <= 4 ? 4 : 2);
 }
 
 int n_tiles_of(int M)
@@ -71,254 +60,154 @@ int n_tiles_of(int M)
 	return M <= 8 ? 1 : M <= 16 ? 2 : 4;
 }
 
-__device__ __forceinline__ int warp_start(const reg_args &a, int w)
-{
-	return (int)((int64_t)w * a.tiles / a.warps);
-}
-
-// The warp whose range holds tile u (the last one starting at or before u).
-// The weight of row tile r (selects, not a run-time index into the parameters).
-__device__ __forceinline__ reg_weight weight_of(const reg_args &a, int r)
-{
-	const int wi = a.n_weights > 2 && r >= a.w[2].rt_begin ? 2 : a.n_weights > 1 && r >= a.w[1].rt_begin ? 1 : 0;
-	return wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
-}
-
-// A ring slot: one tile's codes, its scale (and zero) pairs for this lane's rows, and the
-// lane's activations (B fragments) for it.
-template <int BITS, int NT> struct slot {
-	uint32_t w[BITS];
-	uint32_t sc, zp;
-	uint4 xv[NT][2];
-};
-
-// Issue the loads of tile (r, kt) into s, the activations with the weights.
-template <int BITS, bool SYM, bool FOLD, typename T, int NT>
-__device__ __forceinline__ void load_slot(const reg_args &a, int r, int kt, bool ok, int lane, slot<BITS, NT> &s)
-{
-	if (!ok)
-		return;
-	const reg_weight W = weight_of(a, r);
-	const int lr = r - W.rt_begin, t = lane & 3, g = lane >> 2;
-	qtile_load_global<BITS>(W.qw + ((size_t)lr * a.k_tiles + kt) * qtile_bytes(BITS), lane, s.w);
-	const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
-	const size_t si = ((size_t)lr * a.n_groups + grp) * 8 + g;
-	s.sc = __ldg(W.scales + si);
-	s.zp = SYM ? 0u : __ldg(W.zeros + si);
-#pragma unroll
-	for (int j = 0; j < NT; j++) {
-		const int tok = 8 * j + g;
-		if (tok < a.M) {
-			const uint4 *p = reinterpret_cast<const uint4 *>(static_cast<const T *>(a.x) + (size_t)tok * a.ldx +
-									 (size_t)kt * 64 + 16 * t);
-			s.xv[j][0] = __ldg(p);
-			s.xv[j][1] = __ldg(p + 1);
-		} else {
-			s.xv[j][0] = s.xv[j][1] = make_uint4(0, 0, 0, 0);
-		}
-	}
-}
-
-// acc += this tile's product with x (tokens 8 j + g of the lane's B fragments).
 template <typename T, int BITS, bool SYM, bool FOLD, int NT>
-__device__ __forceinline__ void consume(const slot<BITS, NT> &s, int lane, float (&acc)[NT][4])
+__global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a)
 {
-	qzero z0, z1;
-	if (SYM) {
-		z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
-	} else {
-		z0 = qzero_make<T, BITS>(s.zp & 0xffffu);
-		z1 = qzero_make<T, BITS>(s.zp >> 16);
-	}
-	uint32_t s0 = 0, s1 = 0;
-	if (!FOLD)
-		qscale_t2<T>(s.sc, s0, s1);
-	float pacc[NT][4];
+	constexpr int U = tiles_in_flight<BITS, NT>();
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const int bx = blockIdx.x;
+	const int wi = a.n_weights > 2 && bx >= a.w[2].rt_begin   ? 2
+		       : a.n_weights > 1 && bx >= a.w[1].rt_begin ? 1
+								  : 0;
+	const reg_weight W = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2]; // selects, not a run-time index
+	const int rt = bx - W.rt_begin, split = blockIdx.y;
+	const int kt_begin = split * a.kt_per_split;
+	const int kt_end = min(a.k_tiles, kt_begin + a.kt_per_split);
+	const uint8_t *tiles = W.qw + (size_t)rt * a.k_tiles * qtile_bytes(BITS);
+	const uint32_t *sc_row = W.scales + (size_t)rt * a.n_groups * 8 + g;
+	const uint32_t *zp_row = SYM ? nullptr : W.zeros + (size_t)rt * a.n_groups * 8 + g;
+	const T *x = static_cast<const T *>(a.x);
+
+	float acc[NT][4];
 #pragma unroll
 	for (int j = 0; j < NT; j++)
-		pacc[j][0] = pacc[j][1] = pacc[j][2] = pacc[j][3] = 0.0f;
-	static_for<0, 4>([&](auto step) {
-		constexpr int st = decltype(step)::value;
-		uint32_t A[4];
-		qfragment<T, BITS, st>(s.w, z0, z1, A);
-		if (!FOLD) {
-			A[0] = t2_mul<T>(A[0], s0), A[1] = t2_mul<T>(A[1], s1);
-			A[2] = t2_mul<T>(A[2], s0), A[3] = t2_mul<T>(A[3], s1);
-		}
-#pragma unroll
-		for (int j = 0; j < NT; j++) {
-			const uint4 &v = s.xv[j][st >> 1];
-			const uint32_t b0 = (st & 1) ? v.z : v.x, b1 = (st & 1) ? v.w : v.y;
-			mma_16816<T>(FOLD ? pacc[j] : acc[j], A, b0, b1);
-		}
-	});
-	if (FOLD) {
-		const float2 f = __half22float2(from_u32<__half2>(s.sc));
-#pragma unroll
-		for (int j = 0; j < NT; j++) {
-			acc[j][0] += f.x * pacc[j][0], acc[j][1] += f.x * pacc[j][1];
-			acc[j][2] += f.y * pacc[j][2], acc[j][3] += f.y * pacc[j][3];
-		}
-	}
-}
+		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-// y rows of row tile lr from an accumulator (lane (g, t), element c of token block j).
-template <typename T, int NT>
-__device__ __forceinline__ void store_rows(T *y, int N, int M, int lr, int lane, const float (&v)[NT][4])
-{
+	for (int kt0 = kt_begin + warp; kt0 < kt_end; kt0 += kWarps * U) {
+		uint32_t w[U][BITS];
+		uint4 xv[U][NT][2];
+		uint32_t sc[U], zp[U];
 #pragma unroll
-	for (int j = 0; j < NT; j++)
+		for (int u = 0; u < U; u++) {
+			const int kt = kt0 + kWarps * u;
+			const bool ok = kt < kt_end;
+			if (ok) {
+				qtile_load_global<BITS>(tiles + (size_t)kt * qtile_bytes(BITS), lane, w[u]);
+			} else {
 #pragma unroll
-		for (int c = 0; c < 4; c++) {
-			const int row = lr * 16 + (lane >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (lane & 3) + (c & 1);
-			if (row < N && tok < M)
-				y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v[j][c]);
-		}
-}
-
-// Workspace slot of warp w's part of row tile r: 0 for the first row tile of its range, 1 for
-// the last (a warp cuts at most those two); [warp][slot][128 NT] floats, lane-minor.
-__device__ __forceinline__ size_t piece_offset(int w, int r, int k_tiles, int tiles, int warps)
-{
-	const int first = (int)((int64_t)w * tiles / warps) / k_tiles;
-	return ((size_t)w * 2 + (r == first ? 0 : 1)) * 128;
-}
-
-__device__ __forceinline__ int warp_start_of(int w, int tiles, int warps)
-{
-	return (int)((int64_t)w * tiles / warps);
-}
-
-// Called by every warp whose range cuts row tile r, after its part is in the workspace:
-// the last of them (counter) sums the parts in warp order and writes the rows. The counter
-// is released, not fenced: a fence would wait for the loads in flight and empty L1. Out
-// of line, with scalar arguments, so the ring loop stays small.
-template <typename T, int NT>
-__device__ __noinline__ void settle(const float *ws, int *counter, T *y, int N, int M, int r, int lr, int k_tiles,
-				    int tiles, int warps, int lane)
-{
-	const int rb = r * k_tiles, re = rb + k_tiles;
-	const int wlo = (int)(((int64_t)(rb + 1) * warps - 1) / tiles), whi = (int)(((int64_t)re * warps - 1) / tiles);
-	int n = 0; // warps with a part of r: those in [wlo, whi] whose range is not empty
-	for (int w = wlo; w <= whi; w++)
-		n += warp_start_of(w, tiles, warps) < warp_start_of(w + 1, tiles, warps);
-	int last = 0;
-	if (lane == 0) {
-		int old;
-		asm volatile("atom.release.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(counter) : "memory");
-		last = old == n - 1;
-	}
-	if (!__shfl_sync(0xffffffffu, last, 0))
-		return;
-	asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-	float v[NT][4];
+				for (int i = 0; i < BITS; i++)
+					w[u][i] = 0;
+			}
+			const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
+			sc[u] = ok ? __ldg(sc_row + (size_t)grp * 8) : 0u;
+			zp[u] = (!SYM && ok) ? __ldg(zp_row + (size_t)grp * 8) : 0u;
 #pragma unroll
-	for (int j = 0; j < NT; j++)
-		v[j][0] = v[j][1] = v[j][2] = v[j][3] = 0.0f;
-	for (int w = wlo; w <= whi; w++) {
-		if (warp_start_of(w, tiles, warps) >= warp_start_of(w + 1, tiles, warps))
-			continue;
-		const float *p = ws + piece_offset(w, r, k_tiles, tiles, warps) * NT + lane;
-#pragma unroll
-		for (int j = 0; j < NT; j++)
-#pragma unroll
-			for (int c = 0; c < 4; c++)
-				v[j][c] += __ldcg(p + (j * 4 + c) * 32);
-	}
-	store_rows<T, NT>(y, N, M, lr, lane, v);
-	if (lane == 0)
-		*counter = 0; // ready for the next launch (graph replays)
-}
-
-// Leave this warp's part of row tile r in its workspace slot (settled after __syncwarp).
-template <int NT>
-__device__ __forceinline__ void put_piece(const reg_args &a, int me, int r, int first, int lane, const float (&v)[NT][4])
-{
-	float *p = a.ws + ((size_t)me * 2 + (r == first ? 0 : 1)) * 128 * NT + lane;
-#pragma unroll
-	for (int j = 0; j < NT; j++)
-#pragma unroll
-		for (int c = 0; c < 4; c++)
-			__stcg(p + (j * 4 + c) * 32, v[j][c]);
-}
-
-template <typename T, int NT> __device__ __forceinline__ void settle_rt(const reg_args &a, int r, int lane)
-{
-	const reg_weight W = weight_of(a, r);
-	const int lr = r - W.rt_begin;
-	settle<T, NT>(a.ws, W.counters + lr, static_cast<T *>(W.y), W.N, a.M, r, lr, a.k_tiles, a.tiles, a.warps, lane);
-}
-
-template <typename T, int BITS, bool SYM, bool FOLD, int NT>
-__global__ void __launch_bounds__(kWarps * 32, kCtasPerSm) qgemv_reg_kernel(const reg_args a)
-{
-	constexpr int D = ring_depth<BITS, NT>();
-	const int lane = threadIdx.x & 31;
-	const int me = blockIdx.x * kWarps + (threadIdx.x >> 5);
-	const int u0 = warp_start(a, me), u1 = warp_start(a, me + 1);
-	if (u0 >= u1)
-		return;
-	const int KT = a.k_tiles;
-
-	slot<BITS, NT> ring[D];
-	int lr = u0 / KT, lk = u0 - lr * KT, lu = u0; // next tile to load
-#pragma unroll
-	for (int d = 0; d < D; d++) {
-		load_slot<BITS, SYM, FOLD, T, NT>(a, lr, lk, lu < u1, lane, ring[d]);
-		lu++;
-		if (++lk == KT)
-			lk = 0, lr++;
-	}
-	float acc[NT][4], head[NT][4]; // head: the first row tile's part when the range cuts it
-#pragma unroll
-	for (int j = 0; j < NT; j++)
-#pragma unroll
-		for (int c = 0; c < 4; c++)
-			acc[j][c] = head[j][c] = 0.0f;
-	const int first = u0 / KT;
-	const bool cut_start = u0 != first * KT;
-	int cr = first, ck = u0 - cr * KT, cu = u0; // next tile to consume
-	while (cu < u1) {
-#pragma unroll
-		for (int d = 0; d < D; d++) {
-			if (cu < u1) {
-				consume<T, BITS, SYM, FOLD, NT>(ring[d], lane, acc);
-				cu++;
-				if (++ck == KT) { // row tile cr ends here
-					if (cr == first && cut_start) {
-#pragma unroll
-						for (int j = 0; j < NT; j++)
-#pragma unroll
-							for (int c = 0; c < 4; c++)
-								head[j][c] = acc[j][c];
-					} else { // wholly in this range: ours alone
-						const reg_weight W = weight_of(a, cr);
-						store_rows<T, NT>(static_cast<T *>(W.y), W.N, a.M, cr - W.rt_begin, lane, acc);
-					}
-#pragma unroll
-					for (int j = 0; j < NT; j++)
-						acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-					ck = 0, cr++;
+			for (int j = 0; j < NT; j++) {
+				const int tok = 8 * j + g;
+				if (ok && tok < a.M) {
+					const uint4 *p = reinterpret_cast<const uint4 *>(x + (size_t)tok * a.ldx +
+											 (size_t)kt * 64 + 16 * t);
+					xv[u][j][0] = __ldg(p);
+					xv[u][j][1] = __ldg(p + 1);
+				} else {
+					xv[u][j][0] = make_uint4(0, 0, 0, 0);
+					xv[u][j][1] = make_uint4(0, 0, 0, 0);
 				}
 			}
-			load_slot<BITS, SYM, FOLD, T, NT>(a, lr, lk, lu < u1, lane, ring[d]);
-			lu++;
-			if (++lk == KT)
-				lk = 0, lr++;
+		}
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			qzero z0, z1;
+			if (SYM) {
+				z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
+			} else {
+				z0 = qzero_make<T, BITS>(zp[u] & 0xffffu);
+				z1 = qzero_make<T, BITS>(zp[u] >> 16);
+			}
+			uint32_t s0 = 0, s1 = 0;
+			float f0 = 0.0f, f1 = 0.0f;
+			if (FOLD) {
+				const float2 f = __half22float2(from_u32<__half2>(sc[u]));
+				f0 = f.x, f1 = f.y;
+			} else {
+				qscale_t2<T>(sc[u], s0, s1);
+			}
+			float pacc[NT][4];
+#pragma unroll
+			for (int j = 0; j < NT; j++)
+				pacc[j][0] = pacc[j][1] = pacc[j][2] = pacc[j][3] = 0.0f;
+			static_for<0, 4>([&](auto step) {
+				constexpr int s = decltype(step)::value;
+				uint32_t A[4];
+				qfragment<T, BITS, s>(w[u], z0, z1, A);
+				if (!FOLD) {
+					A[0] = t2_mul<T>(A[0], s0), A[1] = t2_mul<T>(A[1], s1);
+					A[2] = t2_mul<T>(A[2], s0), A[3] = t2_mul<T>(A[3], s1);
+				}
+#pragma unroll
+				for (int j = 0; j < NT; j++) {
+					const uint4 &v = xv[u][j][s >> 1];
+					const uint32_t b0 = (s & 1) ? v.z : v.x, b1 = (s & 1) ? v.w : v.y;
+					mma_16816<T>(FOLD ? pacc[j] : acc[j], A, b0, b1);
+				}
+			});
+			if (FOLD) {
+#pragma unroll
+				for (int j = 0; j < NT; j++) {
+					acc[j][0] += f0 * pacc[j][0], acc[j][1] += f0 * pacc[j][1];
+					acc[j][2] += f1 * pacc[j][2], acc[j][3] += f1 * pacc[j][3];
+				}
+			}
 		}
 	}
-	// The cut row tiles, settled once nothing is in flight: the first (if cut at its start
-	// and finished here) and the last (if the range ends inside it).
-	const bool head_piece = cut_start && cr > first, tail_piece = ck != 0;
-	if (head_piece)
-		put_piece<NT>(a, me, first, first, lane, head);
-	if (tail_piece)
-		put_piece<NT>(a, me, cr, first, lane, acc);
-	__syncwarp();
-	if (head_piece)
-		settle_rt<T, NT>(a, first, lane);
-	if (tail_piece)
-		settle_rt<T, NT>(a, cr, lane);
+
+	// Sum the warps: red[warp][e], e = (j * 4 + c) * 32 + lane.
+	constexpr int E = NT * 128;
+	__shared__ float red[kWarps][E];
+	__shared__ int is_last;
+#pragma unroll
+	for (int j = 0; j < NT; j++)
+#pragma unroll
+		for (int c = 0; c < 4; c++)
+			red[warp][(j * 4 + c) * 32 + lane] = acc[j][c];
+	__syncthreads();
+	T *y = static_cast<T *>(W.y);
+	const int N = W.N;
+	const size_t cta = blockIdx.x; // partials are indexed by the launch's row tile
+	for (int e = threadIdx.x; e < E; e += blockDim.x) {
+		float v = 0.0f;
+#pragma unroll
+		for (int i = 0; i < kWarps; i++)
+			v += red[i][e];
+		if (a.splits == 1) {
+			const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
+			const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
+			if (row < N && tok < a.M)
+				y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
+		} else {
+			a.ws[(cta * a.splits + split) * E + e] = v;
+		}
+	}
+	if (a.splits == 1)
+		return;
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0)
+		is_last = atomicAdd(&W.counters[rt], 1) == a.splits - 1;
+	__syncthreads();
+	if (!is_last)
+		return;
+	for (int e = threadIdx.x; e < E; e += blockDim.x) {
+		float v = 0.0f;
+		for (int sp = 0; sp < a.splits; sp++)
+			v += __ldcg(&a.ws[(cta * a.splits + sp) * E + e]);
+		const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
+		const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
+		if (row < N && tok < a.M)
+			y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
+	}
+	if (threadIdx.x == 0)
+		W.counters[rt] = 0;
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
@@ -364,14 +253,14 @@ qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int
 {
 	qgemv_plan_t p;
 	memset(&p, 0, sizeof p);
-	const int64_t tiles = row_tiles * w->k_tiles;
-	// two CTAs per SM (the launch bounds), fewer when warps would get under kMinTilesPerWarp
-	p.ctas = split_k > 0 ? split_k : (int64_t)n_sms * kCtasPerSm;
-	if (split_k <= 0 && p.ctas > ceil_div64(tiles, kWarps * kMinTilesPerWarp))
-		p.ctas = ceil_div64(tiles, kWarps * kMinTilesPerWarp);
-	const int64_t warps = p.ctas * kWarps;
-	p.splits = 1;
-	p.ws_floats = (size_t)warps * 2 * 128 * n_tiles_of(M); // two cut row tiles a warp at most
+	p.ctas = row_tiles;
+	int64_t splits = split_k > 0 ? split_k : 1;
+	if (split_k <= 0) // about two CTAs per SM, one k tile per warp at least
+		while (splits < 16 && p.ctas * splits * 2 <= 2 * (int64_t)n_sms && w->k_tiles / (splits * 2) >= 8)
+			splits *= 2;
+	p.kt_per_split = (int)ceil_div64(w->k_tiles, splits);
+	p.splits = (int)ceil_div64(w->k_tiles, p.kt_per_split);
+	p.ws_floats = p.splits > 1 ? (size_t)row_tiles * p.splits * 128 * n_tiles_of(M) : 0;
 	return p;
 }
 
@@ -393,9 +282,6 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 		r.rt_begin = (int)rt_begin;
 		rt_begin += wi->row_tiles;
 	}
-	if (rt_begin * w->k_tiles > INT32_MAX / 2)
-		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qgemv_reg: %lld tiles in one launch (at most %d)",
-					(long long)(rt_begin * w->k_tiles), INT32_MAX / 2);
 	a.x = c->x;
 	a.ws = c->ws;
 	a.ldx = c->ldx;
@@ -403,10 +289,10 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 	a.k_tiles = (int)w->k_tiles;
 	a.n_groups = (int)w->n_groups;
 	a.gshift = qgroup_shift(w);
-	a.tiles = (int)(rt_begin * w->k_tiles);
-	a.warps = (int)(p->ctas * kWarps);
+	a.kt_per_split = p->kt_per_split;
+	a.splits = p->splits;
 	const bool fold = w->group_size == 0 || w->group_size >= 64;
-	dim3 grid((unsigned)p->ctas);
+	dim3 grid((unsigned)rt_begin, (unsigned)p->splits);
 	const int nt = n_tiles_of(c->M);
 	if (c->dt == SHRINK_CUDA_F16)
 		launch_type<__half>(a, grid, ctx->stream, w->bits, nt, w->symmetric, fold);
