@@ -186,7 +186,8 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMM, 130, 1}, {SHRINK_CUDA_QPATH_CUBLAS, 17, 0}, {SHRINK_CUDA_QPATH_AUTO, 8, 0},
 		{SHRINK_CUDA_QPATH_GEMV, 3, 0},   {SHRINK_CUDA_QPATH_GEMV, 12, 0},  {SHRINK_CUDA_QPATH_GEMV, 1, 0},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 1, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 6, 3},
-		{SHRINK_CUDA_QPATH_GEMV_REG, 20, 0},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 20, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 3, 1},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 32, 2},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
 	int cfg = 0;
