@@ -91,8 +91,7 @@ typedef enum {
 /* y [n_tok, rows] = x [n_tok, cols] W^T. dt: SHRINK_CUDA_F16 or SHRINK_CUDA_BF16. */
 shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 				  const void *x, int64_t n_tok, void *y);
-/* The same with the path and the split-K factor forced (split_k 0: chosen), for tests and benchmarks
- * (the register GEMV takes split_k as its number of CTAs: every warp of them has a share of K). */
+/* The same with the path and the split-K factor forced (split_k 0: chosen), for tests and benchmarks. */
 shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 				       const void *x, int64_t n_tok, void *y, shrink_cuda_qpath path, int split_k);
 /* Workspace bytes that let shrink_cuda_qlinear use its best path for up to max_tok tokens

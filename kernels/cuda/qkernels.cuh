@@ -38,13 +38,12 @@ static inline int qgroup_shift(const shrink_cuda_qweight *w)
 struct qgemv_plan_t {
 	int64_t ctas;     // CTAs along the rows
 	int splits, kt_per_split, tpw, slot_bytes, smem;
-	size_t ws_floats; // split-K partials (the register GEMV: partials of cut row tiles)
+	size_t ws_floats; // split-K partials
 };
 qgemv_plan_t qgemv_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
 shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
-// The register-streaming version (qgemv_reg.cu); uses ctas (split_k > 0: that many CTAs, for
-// tests) and ws_floats; always needs qcall.ws. row_tiles: of all the weights of the
-// launch (qcall.n_weights).
+// The register-streaming version (qgemv_reg.cu); uses ctas, splits, kt_per_split, ws_floats.
+// row_tiles: of all the weights of the launch (qcall.n_weights).
 qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int M, int n_sms, int split_k);
 shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
 // Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block.

@@ -167,7 +167,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	qcall c;
 	memset(&c, 0, sizeof c);
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
-	c.ws = p.splits > 1 || p.path == SHRINK_CUDA_QPATH_GEMV_REG ? part : NULL;
+	c.ws = p.splits > 1 ? part : NULL;
 	if (p.pad_bytes) {
 		const int64_t Kp = w->k_tiles * 64;
 		pad_rows_kernel<<<(unsigned)ceil_div64(M * Kp, 256), 256, 0, ctx->stream>>>(
@@ -243,7 +243,7 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 	qcall c;
 	memset(&c, 0, sizeof c);
 	c.w = w[0], c.dt = dt, c.x = x, c.ldx = w[0]->cols, c.M = M, c.y = y[0], c.splits = p.splits;
-	c.ws = reinterpret_cast<float *>(static_cast<uint8_t *>(ctx->workspace));
+	c.ws = p.splits > 1 ? reinterpret_cast<float *>(static_cast<uint8_t *>(ctx->workspace)) : NULL;
 	c.n_weights = n_w;
 	for (int i = 1; i < n_w; i++)
 		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i];
