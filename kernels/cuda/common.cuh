@@ -78,7 +78,6 @@ template <typename T2> static __device__ __forceinline__ T2 from_u32(uint32_t v)
 	return *reinterpret_cast<T2 *>(&v);
 }
 
-// Compile-time loop: f(std::integral_constant<int, I>()) for I in [B, E).
 // Attention kernels serve the query heads of one KV head in tiles of GM = 1, 2, 4 or 8 heads
 // (a template argument, so the per-head registers stay registers): the tile for `group` heads
 // per KV head, and f(std::integral_constant<int, GM>) called with it.
@@ -96,6 +95,7 @@ template <typename F> auto with_group_tile(int gm, F &&f)
 	}
 }
 
+// Compile-time loop: f(std::integral_constant<int, I>()) for I in [B, E).
 template <int B, int E, typename F> __device__ __forceinline__ void static_for(F &&f)
 {
 	if constexpr (B < E) {

@@ -663,7 +663,6 @@ static void bench_kv(ref_rng *rng)
 	const int H = 32, KV = 8, hd = 128;
 	const char *specs[] = {"kivi", "kivi:bits=4", "gear"};
 	const int64_t ctxs[] = {4096, 32768};
-	char name[160];
 	for (int li = 0; li < 2; li++) {
 		const int64_t L = ctxs[li];
 		const size_t f16_bytes = (size_t)L * KV * hd * 2 * 2;
@@ -686,8 +685,7 @@ static void bench_kv(ref_rng *rng)
 			void **q = alloc_copies(n, (size_t)H * hd * 2), **o = alloc_copies(n, (size_t)H * hd * 2);
 			c.a = q, c.out = o;
 			const double us = time_auto(launch_op, &c, n);
-			snprintf(name, sizeof name, "%s", specs[si]);
-			printf("| %s | %lld | %.1f | %.1f | %.0f | %.2fx |\n", name, (long long)L, us, bytes / 1e6,
+			printf("| %s | %lld | %.1f | %.1f | %.0f | %.2fx |\n", specs[si], (long long)L, us, bytes / 1e6,
 			       bytes / (us * 1e-6) / 1e9, us / us_f16);
 			fflush(stdout);
 			free_packed(c.packed, n);
