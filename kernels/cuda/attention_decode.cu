@@ -5,15 +5,19 @@
 // One launch does what rope + KV store + attention + split merge did in four:
 // q and the new k are rotated (RoPE, Hugging Face half-split, the same float
 // arithmetic and roundings as shrink_cuda_rope), the new k and v go into the
-// cache at pos, and the keys 0..pos are read in splits of a fixed length
-// (flash-decoding), chosen from the cache capacity so that the grid does not
-// depend on pos: CTAs past the last key return at once. Each active CTA
+// cache at pos, and the keys 0..pos are shared out evenly (whole chunks) over
+// up to `splits` CTAs per head group (flash-decoding): the grid is fixed at
+// about two CTAs per SM so that it does not depend on pos, and CTAs past the
+// last key return at once. Each active CTA
 // leaves (max, sum, unnormalised output) in the workspace; the last CTA of a
 // KV head to arrive (counter in the context) merges the splits in split order
 // (deterministic). A CTA of 128 threads serves one KV head and up to 8 query
 // heads, over chunks of 32 keys: four threads per key for the scores (the K
 // row read once for every head of the group), one warp per head for the
-// online softmax, (8-column slice, key lane) pairs for p * V.
+// online softmax, (8-column slice, key lane) pairs for p * V. A thread loads
+// its K and V parts of a chunk together, the first chunk's before the RoPE
+// prologue: a short context then costs about one memory latency per launch
+// (it cost one per chunk and per K and V, 15 us per layer at 256 keys).
 //
 // Deliberately not here: prefill (attention.cu), caches other than f16.
 #include "common.cuh"
@@ -23,6 +27,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kKeys = 32;     // keys per chunk: 4 threads per key
 constexpr int kMaxSplits = 128;
+constexpr int kMaxSlices = 8; // 8-column slices of a row per thread (head_dim <= 256)
 
 struct dec_args {
 	const void *q, *k, *v;
@@ -33,7 +38,7 @@ struct dec_args {
 	float *ws_o;  // [n_heads][splits][head_dim]
 	float *ws_ml; // [n_heads][splits][2]
 	int *counters;
-	int n_heads, n_kv, head_dim, group, n_sub, splits, split_len, capacity;
+	int n_heads, n_kv, head_dim, group, n_sub, splits, capacity;
 	float scale;
 };
 
@@ -106,8 +111,8 @@ __device__ void dec_prologue(const dec_args &a, const dec_smem &s, int kh, int h
 		s.stat[threadIdx.x] = -INFINITY, s.stat[GM + threadIdx.x] = 0.0f;
 }
 
-// 8 consecutive f16 of a cache row (or of the new key/value in smem when key == pos) as float.
-__device__ __forceinline__ void dec_row8(const __half *row, const float *fresh, bool is_new, float (&v)[8])
+// 8 f16 of a cache row as float, or of the new key/value (in smem) for the key at pos.
+__device__ __forceinline__ void dec_f8(const uint4 &raw, const float *fresh, bool is_new, float (&v)[8])
 {
 	if (is_new) {
 #pragma unroll
@@ -115,7 +120,6 @@ __device__ __forceinline__ void dec_row8(const __half *row, const float *fresh, 
 			v[e] = fresh[e];
 		return;
 	}
-	const uint4 raw = *reinterpret_cast<const uint4 *>(row);
 	const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
 #pragma unroll
 	for (int e = 0; e < 4; e++) {
@@ -124,9 +128,37 @@ __device__ __forceinline__ void dec_row8(const __half *row, const float *fresh, 
 	}
 }
 
+// A thread's parts of a chunk: K slices part, part + 4, ... of key c0 + tid / 4 (scores) and
+// the V slice tid % n8 of keys c0 + tid / n8 + i * key_lanes (p * V). The row at pos is being
+// written by this launch and is taken from smem instead.
+struct dec_rows {
+	uint4 k[kMaxSlices], v[kMaxSlices];
+};
+
+__device__ __forceinline__ uint4 dec_ld(const __half *cache, const dec_args &a, int64_t key, int kh, int c8)
+{
+	return __ldg(reinterpret_cast<const uint4 *>(cache + ((size_t)key * a.n_kv + kh) * a.head_dim + 8 * c8));
+}
+
+__device__ void dec_load(const dec_args &a, int kh, int64_t c0, int64_t k_end, int pos, dec_rows &r)
+{
+	const int n8 = a.head_dim / 8, key_lanes = kThreads / n8, c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
+	const int64_t key = c0 + (threadIdx.x >> 2);
+	const bool key_ok = key < k_end && key != pos;
+#pragma unroll
+	for (int i = 0; i < kMaxSlices; i++) {
+		const int c = (threadIdx.x & 3) + 4 * i;
+		r.k[i] = c < n8 && key_ok ? dec_ld(a.kc, a, key, kh, c) : make_uint4(0, 0, 0, 0);
+		const int j = kl + key_lanes * i;
+		const bool v_ok = kl < key_lanes && j < kKeys && c0 + j < k_end && c0 + j != pos;
+		r.v[i] = v_ok ? dec_ld(a.vc, a, c0 + j, kh, c8) : make_uint4(0, 0, 0, 0);
+	}
+}
+
 // Scores of keys c0..c0+31 for every head: 4 threads per key, each a quarter of the 8-column slices.
 template <int GM>
-__device__ void dec_scores(const dec_args &a, const dec_smem &s, int kh, int64_t c0, int64_t k_end, int pos)
+__device__ void dec_scores(const dec_args &a, const dec_smem &s, const dec_rows &r, int64_t c0, int64_t k_end,
+			   int pos)
 {
 	const int hd = a.head_dim, n8 = hd / 8, j = threadIdx.x >> 2, part = threadIdx.x & 3;
 	const int64_t key = c0 + j;
@@ -134,11 +166,12 @@ __device__ void dec_scores(const dec_args &a, const dec_smem &s, int kh, int64_t
 #pragma unroll
 	for (int gi = 0; gi < GM; gi++)
 		acc[gi] = 0.0f;
-	if (key < k_end) {
-		const __half *kr = a.kc + ((size_t)key * a.n_kv + kh) * hd;
-		for (int c = part; c < n8; c += 4) {
+#pragma unroll
+	for (int i = 0; i < kMaxSlices; i++) {
+		const int c = part + 4 * i;
+		if (c < n8) {
 			float v[8];
-			dec_row8(kr + 8 * c, s.kv + 8 * c, key == pos, v);
+			dec_f8(r.k[i], s.kv + 8 * c, key == pos, v);
 #pragma unroll
 			for (int gi = 0; gi < GM; gi++)
 #pragma unroll
@@ -176,7 +209,7 @@ template <int GM> __device__ void dec_softmax(const dec_smem &s)
 
 // acc = acc * corr + sum_j p_j V_j over this thread's keys of the chunk and its 8 columns.
 template <int GM>
-__device__ void dec_pv(const dec_args &a, const dec_smem &s, int kh, int64_t c0, int64_t k_end, int pos,
+__device__ void dec_pv(const dec_args &a, const dec_smem &s, const dec_rows &r, int64_t c0, int64_t k_end, int pos,
 		       float (&acc)[GM][8])
 {
 	const int hd = a.head_dim, n8 = hd / 8, key_lanes = kThreads / n8;
@@ -189,15 +222,19 @@ __device__ void dec_pv(const dec_args &a, const dec_smem &s, int kh, int64_t c0,
 		for (int e = 0; e < 8; e++)
 			acc[gi][e] *= s.stat[2 * GM + gi];
 	const int n_here = (int)min((int64_t)kKeys, k_end - c0);
-	for (int j = kl; j < n_here; j += key_lanes) {
-		float v[8];
-		dec_row8(a.vc + ((size_t)(c0 + j) * a.n_kv + kh) * hd + 8 * c8, s.kv + hd + 8 * c8, c0 + j == pos, v);
 #pragma unroll
-		for (int gi = 0; gi < GM; gi++) {
-			const float p = s.ss[gi * kKeys + j];
+	for (int i = 0; i < kMaxSlices; i++) {
+		const int j = kl + key_lanes * i;
+		if (j < n_here) {
+			float v[8];
+			dec_f8(r.v[i], s.kv + hd + 8 * c8, c0 + j == pos, v);
 #pragma unroll
-			for (int e = 0; e < 8; e++)
-				acc[gi][e] += p * v[e];
+			for (int gi = 0; gi < GM; gi++) {
+				const float p = s.ss[gi * kKeys + j];
+#pragma unroll
+				for (int e = 0; e < 8; e++)
+					acc[gi][e] += p * v[e];
+			}
 		}
 	}
 }
@@ -243,14 +280,18 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 	const int pos = *a.pos;
 	if (pos < 0 || pos >= a.capacity) // never write outside the cache (the caller checks the position)
 		return;
-	const int n_active = (pos + a.split_len) / a.split_len; // splits holding keys 0..pos
-	const int split = blockIdx.y;
+	// keys 0..pos in n_active splits of len keys (whole chunks)
+	const int n_keys = pos + 1, n_chunks = (n_keys + kKeys - 1) / kKeys;
+	const int per = (n_chunks + min(a.splits, n_chunks) - 1) / min(a.splits, n_chunks);
+	const int len = per * kKeys, n_active = (n_keys + len - 1) / len, split = blockIdx.y;
 	if (split >= n_active)
 		return;
 	const int kh = blockIdx.x / a.n_sub, sub = blockIdx.x % a.n_sub;
 	const int h0 = kh * a.group + sub * GM, nh = min(GM, a.group - sub * GM);
-	const int64_t k_begin = (int64_t)split * a.split_len, k_end = min((int64_t)pos + 1, k_begin + a.split_len);
+	const int64_t k_begin = (int64_t)split * len, k_end = min((int64_t)n_keys, k_begin + len);
 	const bool has_pos = split == n_active - 1;
+	dec_rows r;
+	dec_load(a, kh, k_begin, k_end, pos, r); // before the prologue: its latency overlaps the RoPE
 	dec_prologue<T, GM>(a, s, kh, h0, nh, pos, has_pos, has_pos && sub == 0);
 	float acc[GM][8];
 #pragma unroll
@@ -260,11 +301,13 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 			acc[gi][e] = 0.0f;
 	__syncthreads();
 	for (int64_t c0 = k_begin; c0 < k_end; c0 += kKeys) {
-		dec_scores<GM>(a, s, kh, c0, k_end, pos);
+		if (c0 != k_begin)
+			dec_load(a, kh, c0, k_end, pos, r);
+		dec_scores<GM>(a, s, r, c0, k_end, pos);
 		__syncthreads();
 		dec_softmax<GM>(s);
 		__syncthreads();
-		dec_pv<GM>(a, s, kh, c0, k_end, pos, acc);
+		dec_pv<GM>(a, s, r, c0, k_end, pos, acc);
 		__syncthreads();
 	}
 	// add the key lanes; this split's partial to the workspace
@@ -320,19 +363,18 @@ template <typename T> cudaError_t launch_type(const dec_args &a, int gm, cudaStr
 	return with_group_tile(gm, [&](auto tile) { return launch<T, decltype(tile)::value>(a, s); });
 }
 
-// Keys per split: a multiple of the chunk, long enough that capacity / split_len <= kMaxSplits.
-int split_len_for(int64_t capacity)
+// The most splits a head group can use: one chunk each, at most kMaxSplits.
+int64_t max_splits(int64_t capacity)
 {
-	const int64_t len = ceil_div64(ceil_div64(capacity, kMaxSplits), kKeys) * kKeys;
-	return (int)(len < kKeys ? kKeys : len);
+	const int64_t n = ceil_div64(capacity, kKeys);
+	return n < kMaxSplits ? n : kMaxSplits;
 }
 
 } // namespace
 
 extern "C" size_t shrink_cuda_attention_decode_workspace(int n_heads, int head_dim, int64_t capacity)
 {
-	const int64_t splits = ceil_div64(capacity, split_len_for(capacity));
-	return (size_t)n_heads * splits * (head_dim + 2) * sizeof(float);
+	return (size_t)n_heads * max_splits(capacity) * (head_dim + 2) * sizeof(float);
 }
 
 extern "C" shrink_status shrink_cuda_attention_decode(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void *q,
@@ -353,8 +395,9 @@ extern "C" shrink_status shrink_cuda_attention_decode(shrink_cuda_ctx *ctx, shri
 	a.group = n_heads / n_kv_heads;
 	const int gm = group_tile(a.group);
 	a.n_sub = (int)ceil_div64(a.group, gm);
-	a.split_len = split_len_for(capacity);
-	a.splits = (int)ceil_div64(capacity, a.split_len);
+	// about two CTAs per SM whatever the position (the grid is captured once)
+	const int64_t fill = ceil_div64(2 * (int64_t)ctx->n_sms, (int64_t)n_kv_heads * a.n_sub);
+	a.splits = (int)(fill < max_splits(capacity) ? fill : max_splits(capacity));
 	a.scale = scale;
 	a.capacity = (int)capacity;
 	const size_t need = shrink_cuda_attention_decode_workspace(n_heads, head_dim, capacity);

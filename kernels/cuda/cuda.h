@@ -86,6 +86,7 @@ typedef enum {
 	SHRINK_CUDA_QPATH_GEMM,   /* tiled tensor-core GEMM, any n_tok */
 	SHRINK_CUDA_QPATH_CUBLAS, /* dequantize into the workspace, then cuBLAS */
 	SHRINK_CUDA_QPATH_GEMV_REG, /* GEMV version streaming weights into registers, n_tok <= 32 */
+	SHRINK_CUDA_QPATH_GEMV_TMA, /* GEMV fed by TMA bulk copies, n_tok <= 8, x must fit shared memory */
 } shrink_cuda_qpath;
 
 /* y [n_tok, rows] = x [n_tok, cols] W^T. dt: SHRINK_CUDA_F16 or SHRINK_CUDA_BF16. */

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "qkernels.cuh"
-#include "qlayout.cuh"
+#include "qtile_mma.cuh"
 
 namespace {
 
@@ -116,49 +116,8 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 			}
 		}
 #pragma unroll
-		for (int u = 0; u < U; u++) {
-			qzero z0, z1;
-			if (SYM) {
-				z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
-			} else {
-				z0 = qzero_make<T, BITS>(zp[u] & 0xffffu);
-				z1 = qzero_make<T, BITS>(zp[u] >> 16);
-			}
-			uint32_t s0 = 0, s1 = 0;
-			float f0 = 0.0f, f1 = 0.0f;
-			if (FOLD) {
-				const float2 f = __half22float2(from_u32<__half2>(sc[u]));
-				f0 = f.x, f1 = f.y;
-			} else {
-				qscale_t2<T>(sc[u], s0, s1);
-			}
-			float pacc[NT][4];
-#pragma unroll
-			for (int j = 0; j < NT; j++)
-				pacc[j][0] = pacc[j][1] = pacc[j][2] = pacc[j][3] = 0.0f;
-			static_for<0, 4>([&](auto step) {
-				constexpr int s = decltype(step)::value;
-				uint32_t A[4];
-				qfragment<T, BITS, s>(w[u], z0, z1, A);
-				if (!FOLD) {
-					A[0] = t2_mul<T>(A[0], s0), A[1] = t2_mul<T>(A[1], s1);
-					A[2] = t2_mul<T>(A[2], s0), A[3] = t2_mul<T>(A[3], s1);
-				}
-#pragma unroll
-				for (int j = 0; j < NT; j++) {
-					const uint4 &v = xv[u][j][s >> 1];
-					const uint32_t b0 = (s & 1) ? v.z : v.x, b1 = (s & 1) ? v.w : v.y;
-					mma_16816<T>(FOLD ? pacc[j] : acc[j], A, b0, b1);
-				}
-			});
-			if (FOLD) {
-#pragma unroll
-				for (int j = 0; j < NT; j++) {
-					acc[j][0] += f0 * pacc[j][0], acc[j][1] += f0 * pacc[j][1];
-					acc[j][2] += f1 * pacc[j][2], acc[j][3] += f1 * pacc[j][3];
-				}
-			}
-		}
+		for (int u = 0; u < U; u++)
+			qtile_mma<T, BITS, SYM, FOLD, NT>(w[u], sc[u], zp[u], xv[u], acc);
 	}
 
 	// Sum the warps: red[warp][e], e = (j * 4 + c) * 32 + lane.

@@ -46,6 +46,10 @@ shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_pla
 // row_tiles: of all the weights of the launch (qcall.n_weights).
 qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int M, int n_sms, int split_k);
 shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
+// The TMA-fed version (qgemv_tma.cu): whole row tiles per CTA, no workspace. fits: whether it
+// can take the call (tokens, alignment, activations in shared memory).
+bool qgemv_tma_fits(const qcall *c);
+shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c);
 // Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block.
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
 size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits);

@@ -1,5 +1,7 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (the register GEMV for <= 32 tokens, the tiled GEMM up to
+// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens where the matrix has a
+// row tile for every SM and the activations fit shared memory, else the
+// register GEMV for <= 32 tokens, the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -14,6 +16,7 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS (tensor-core wgmma kernels) beats our mma.sync GEMM.
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
+constexpr int kTmaMaxTokens = 4;
 constexpr int kMaxSplits = 16;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
@@ -63,6 +66,8 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 		p.pad_bytes = (size_t)M * w->k_tiles * 64 * 2;
 	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
 		p.dense_bytes = (size_t)w->rows * w->cols * 2;
+	} else if (p.path == SHRINK_CUDA_QPATH_GEMV_TMA) {
+		// no workspace beyond the padded activations
 	} else if (p.path == SHRINK_CUDA_QPATH_GEMV || p.path == SHRINK_CUDA_QPATH_GEMV_REG) {
 		p.gemv = p.path == SHRINK_CUDA_QPATH_GEMV ? qgemv_plan(w, M, n_sms, split_k)
 							  : qgemv_reg_plan(w, row_tiles ? row_tiles : w->row_tiles, M, n_sms, split_k);
@@ -102,6 +107,13 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 	if (s != CUBLAS_STATUS_SUCCESS)
 		return shrink_cuda_fail(ctx, SHRINK_EIO, "cublasGemmEx failed (status %d)", (int)s);
 	return SHRINK_OK;
+}
+
+// AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md): the TMA
+// one needs a row tile for every SM (it does not split K) and few tokens.
+bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
+{
+	return c->M <= kTmaMaxTokens && row_tiles >= ctx->n_sms && qgemv_tma_fits(c);
 }
 
 } // namespace
@@ -177,10 +189,17 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 			return st;
 		c.x = pad, c.ldx = Kp;
 	}
+	if (p.path == SHRINK_CUDA_QPATH_GEMV_TMA) {
+		if (!qgemv_tma_fits(&c))
+			return shrink_cuda_fail(ctx, SHRINK_EUSAGE,
+						"qlinear: the TMA GEMV takes 1-8 tokens whose activations fit shared memory");
+		return qgemv_tma_launch(ctx, &c);
+	}
 	if (p.path == SHRINK_CUDA_QPATH_GEMV)
 		return qgemv_launch(ctx, &c, &p.gemv);
 	if (p.path == SHRINK_CUDA_QPATH_GEMV_REG)
-		return qgemv_reg_launch(ctx, &c, &p.gemv);
+		return path == SHRINK_CUDA_QPATH_AUTO && prefer_tma(ctx, &c, w->row_tiles) ? qgemv_tma_launch(ctx, &c)
+											   : qgemv_reg_launch(ctx, &c, &p.gemv);
 	return qgemm_launch(ctx, &c);
 }
 
@@ -247,6 +266,8 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 	c.n_weights = n_w;
 	for (int i = 1; i < n_w; i++)
 		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i];
+	if (prefer_tma(ctx, &c, row_tiles))
+		return qgemv_tma_launch(ctx, &c);
 	return qgemv_reg_launch(ctx, &c, &p.gemv);
 }
 

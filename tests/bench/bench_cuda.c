@@ -282,16 +282,20 @@ static void free_case(lin_case *c)
 
 static const char *path_name(shrink_cuda_qpath p, int64_t M)
 {
-	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses */
-		p = M <= 32 ? SHRINK_CUDA_QPATH_GEMV_REG : M >= 1024 ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
+	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses (the two GEMVs: see their rows) */
+		return M <= 32 ? "auto (gemv)" : M >= 1024 ? "auto (dequant+cublas)" : "auto (gemm)";
 	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
-	       : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg" : "dequant+cublas";
+	       : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg"
+	       : p == SHRINK_CUDA_QPATH_GEMV_TMA ? "gemv-tma" : "dequant+cublas";
 }
 
 static void bench_row(lin_case *c, int64_t M, shrink_cuda_qpath path, double cublas_us)
 {
 	c->M = M;
 	c->path = path;
+	if (path == SHRINK_CUDA_QPATH_GEMV_TMA &&
+	    shrink_cuda_qlinear_path(ctx, &c->q[0], (shrink_cuda_dtype)dt, c->x, M, c->y, path, 0) != SHRINK_OK)
+		return; /* activations too large for its shared memory */
 	const double flops = 2.0 * M * c->K * c->N;
 	double us = time_auto(launch_q, c, c->n_q);
 	const double qbytes = (double)shrink_cuda_qweight_bytes(&c->q[0]);
@@ -329,6 +333,8 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMM, cub);
 			if (M <= 32)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV_REG, cub);
+			if (M <= 8)
+				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV_TMA, cub);
 			if (M == 16)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMM, cub);
 			if (M == 32)
@@ -353,17 +359,16 @@ static void bench_bits(ref_rng *rng)
 			sanity_check(&c, 1);
 			c.M = 1;
 			double cub = time_auto(launch_cublas, &c, c.n_f);
-			c.path = SHRINK_CUDA_QPATH_AUTO;
-			double us = time_auto(launch_q, &c, c.n_q);
-			for (int v = 0; v < 2; v++) {
-				if (v == 1) {
-					c.path = SHRINK_CUDA_QPATH_GEMV_REG;
-					us = time_auto(launch_q, &c, c.n_q);
-				}
+			static const shrink_cuda_qpath paths[] = {SHRINK_CUDA_QPATH_AUTO, SHRINK_CUDA_QPATH_GEMV_REG,
+								  SHRINK_CUDA_QPATH_GEMV_TMA};
+			static const char *names[] = {"auto", "gemv-reg", "gemv-tma"};
+			for (int v = 0; v < 3; v++) {
+				c.path = paths[v];
+				const double us = time_auto(launch_q, &c, c.n_q);
 				const double gbps = shrink_cuda_qweight_bytes(&c.q[0]) / (us * 1e-6) / 1e9;
 				const double flops = 2.0 * c.K * c.N;
 				printf("| %lldx%lld | %d | 1 | %s | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.2f | %.2f |\n",
-				       (long long)c.K, (long long)c.N, bits_list[b], v ? "gemv-reg" : "gemv", us, cub, cub / us,
+				       (long long)c.K, (long long)c.N, bits_list[b], names[v], us, cub, cub / us,
 				       gbps, 100 * gbps / copy_gbps, flops / (us * 1e-6) / 1e12, flops / (cub * 1e-6) / 1e12);
 				fflush(stdout);
 			}

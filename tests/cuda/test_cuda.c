@@ -122,7 +122,8 @@ static const char *path_name(shrink_cuda_qpath p)
 {
 	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
 					     : p == SHRINK_CUDA_QPATH_CUBLAS ? "cublas"
-					     : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg" : "auto";
+					     : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg"
+					     : p == SHRINK_CUDA_QPATH_GEMV_TMA ? "gemv-tma" : "auto";
 }
 
 static void check_qlinear(const ref_qmatrix *m, const shrink_cuda_qweight *w, int dt, int64_t M,
@@ -187,7 +188,9 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMV, 3, 0},   {SHRINK_CUDA_QPATH_GEMV, 12, 0},  {SHRINK_CUDA_QPATH_GEMV, 1, 0},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 1, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 6, 3},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 20, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 3, 1},
-		{SHRINK_CUDA_QPATH_GEMV_REG, 32, 2},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 32, 2}, {SHRINK_CUDA_QPATH_GEMV_TMA, 1, 0},
+		{SHRINK_CUDA_QPATH_GEMV_TMA, 5, 0},  {SHRINK_CUDA_QPATH_GEMV_TMA, 8, 0},
+		{SHRINK_CUDA_QPATH_GEMV_TMA, 2, 0},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
 	int cfg = 0;
@@ -276,12 +279,15 @@ static void test_qlinear_multi(ref_rng *rng)
 {
 	static const int same4[] = {4, 4, 4}, same3[] = {3, 3, 3}, same8[] = {8, 8}, mixed[] = {4, 8, 4};
 	static const int64_t qkv[] = {256, 64, 64}, odd[] = {40, 200, 24}, gu[] = {300, 300};
+	static const int64_t big[] = {2048, 520, 520}; /* a row tile per SM: AUTO takes the TMA GEMV */
 	for (int dt = 0; dt < 2; dt++) {
 		check_qlinear_multi(3, same4, 128, false, qkv, 512, dt, 1, rng);
 		check_qlinear_multi(3, same3, 32, true, odd, 256, dt, 7, rng);
 		check_qlinear_multi(2, same8, 0, false, gu, 1024, dt, 16, rng);
 		check_qlinear_multi(3, mixed, 64, true, qkv, 320, dt, 3, rng); /* one launch each */
 		check_qlinear_multi(2, same4, 128, true, gu, 192, dt, 20, rng); /* GEMM path, one each */
+		check_qlinear_multi(3, same4, 128, false, big, 1024, dt, 1, rng);
+		check_qlinear_multi(3, same3, 32, true, big, 448, dt, 3, rng);
 	}
 }
 

@@ -1,0 +1,349 @@
+// qgemv_tma.cu: the quantized GEMV for decode (1-8 tokens, path
+// SHRINK_CUDA_QPATH_GEMV_TMA; AUTO takes it where qgemv_tma_fits says so): the
+// weights reach shared memory by TMA bulk copies, so that one thread keeps a
+// deep queue of loads in flight and no warp waits on per-lane load
+// scoreboards (the register GEMV, qgemv_reg.cu, holds at most one round of
+// loads per warp; its stream-K versions, which tried to keep a ring of loads
+// per warp in registers, measured 1.7x slower).
+//
+// One CTA per SM takes a contiguous range of whole row tiles of the launch
+// (tiles are stored [row tile][k tile], so the range is contiguous memory): no
+// split-K, no workspace. Warp 8 (one lane) is the producer: it walks the CTA's
+// stages (16 k tiles of one row tile with their scale and zero groups, one or
+// three bulk copies) through a ring of shared-memory slots, each with a
+// "full" mbarrier (transaction bytes) and an "empty" one (one arrival per
+// consumer warp). The activations are copied once per CTA (they fit: M K 2
+// bytes). Warps 0-7 consume: warp w dequantizes tiles w and w + 8 of a stage
+// in registers (qtile_mma.cuh, as the register GEMV) and, at the end of each
+// row tile, the warps' sums meet in shared memory (double buffered, one named
+// barrier) and are added in warp order: deterministic.
+// Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
+#include <string.h>
+
+#include "qkernels.cuh"
+#include "qtile_mma.cuh"
+
+namespace {
+
+constexpr int kConsumers = 8;                    // consumer warps
+constexpr int kThreads = (kConsumers + 1) * 32;  // + the producer warp
+constexpr int kStageTiles = 2 * kConsumers;      // k tiles per stage: two per consumer warp
+constexpr int kMaxStages = 16;
+constexpr int kMinStages = 4;
+constexpr int kSmemBytes = 200 * 1024;           // dynamic shared memory of the CTA, at most
+constexpr int kMaxWeights = 3;
+constexpr int kMaxTokens = 8;
+
+struct tma_weight {
+	const uint8_t *qw;
+	const uint32_t *scales, *zeros;
+	void *y;
+	int N, rt_begin; // rows; first row tile of this weight in the launch
+};
+
+struct tma_args {
+	tma_weight w[kMaxWeights];
+	int n_weights;
+	const void *x;
+	int64_t ldx;
+	int M;
+	int k_tiles, n_groups, gshift;
+	int row_tiles, stages;  // of the launch; ring slots
+	uint32_t x_row_bytes;   // k_tiles * 128: one token's activations in shared memory
+	uint32_t group_bytes;   // scale (or zero) bytes of a slot: max groups of a stage * 32
+};
+
+// ---- mbarriers and bulk copies (PTX, sm_90) ----
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+	asm volatile("{\n"
+		     ".reg .pred done;\n"
+		     "wait:\n"
+		     "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+		     "@!done bra wait;\n"
+		     "}\n" ::"r"(bar),
+		     "r"(parity)
+		     : "memory");
+}
+// bytes (a multiple of 16, both addresses 16-byte aligned) global -> shared, completing on bar.
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+		     "l"(src), "r"(bytes), "r"(bar)
+		     : "memory");
+}
+
+// The weight of row tile r (selects, not a run-time index into the parameters).
+__device__ __forceinline__ tma_weight weight_of(const tma_args &a, int r)
+{
+	const int wi = a.n_weights > 2 && r >= a.w[2].rt_begin ? 2 : a.n_weights > 1 && r >= a.w[1].rt_begin ? 1 : 0;
+	return wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+}
+
+// Stage (row tile r, k tiles [k0, k0 + nt)) and its groups [g0, g0 + ng).
+struct stage_t {
+	int r, k0, nt, g0, ng;
+};
+
+__device__ __forceinline__ stage_t stage_at(const tma_args &a, int r, int s)
+{
+	stage_t st;
+	st.r = r, st.k0 = s * kStageTiles, st.nt = min(kStageTiles, a.k_tiles - st.k0);
+	st.g0 = (st.k0 * 64) >> a.gshift;
+	st.ng = (((st.k0 + st.nt) * 64 - 1) >> a.gshift) - st.g0 + 1;
+	return st;
+}
+
+template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
+{
+	return (uint32_t)kStageTiles * qtile_bytes(BITS);
+}
+
+template <int BITS, bool SYM>
+__device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
+			uint32_t empty)
+{
+	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
+	int i = 0;
+	for (int r = r0; r < r1; r++)
+		for (int s = 0; s < per_rt; s++, i++) {
+			const int slot = i % a.stages;
+			if (i >= a.stages) // the consumers are done with the slot's previous stage
+				mbar_wait(empty + 8 * slot, ((i / a.stages) - 1) & 1);
+			const stage_t st = stage_at(a, r, s);
+			const tma_weight W = weight_of(a, r);
+			const size_t lr = (size_t)(r - W.rt_begin);
+			const uint32_t cb = (uint32_t)st.nt * qtile_bytes(BITS), gb = (uint32_t)st.ng * 32;
+			const uint32_t dst = ring + slot * slot_bytes, bar = full + 8 * slot;
+			mbar_expect_tx(bar, cb + (SYM ? 1 : 2) * gb);
+			bulk_copy(dst, W.qw + (lr * a.k_tiles + st.k0) * qtile_bytes(BITS), cb, bar);
+			const size_t gi = (lr * a.n_groups + st.g0) * 8;
+			bulk_copy(dst + codes_bytes<BITS>(), W.scales + gi, gb, bar);
+			if (!SYM)
+				bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
+		}
+}
+
+template <typename T, int BITS, bool SYM, bool FOLD>
+__device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t ring, uint32_t slot_bytes,
+			uint32_t full, uint32_t empty, float (*red)[kConsumers][128])
+{
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
+	int i = 0, par = 0;
+	for (int r = r0; r < r1; r++) {
+		float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+		for (int s = 0; s < per_rt; s++, i++) {
+			const int slot = i % a.stages;
+			const stage_t st = stage_at(a, r, s);
+			const uint32_t base = ring + slot * slot_bytes;
+			mbar_wait(full + 8 * slot, (i / a.stages) & 1);
+			uint32_t w[2][BITS], sc[2], zp[2];
+			uint4 xv[2][1][2];
+#pragma unroll
+			for (int u = 0; u < 2; u++) {
+				const int j = warp + kConsumers * u, kt = st.k0 + j;
+				const bool ok = j < st.nt;
+				if (ok) {
+					qtile_load_smem<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
+				} else {
+#pragma unroll
+					for (int b = 0; b < BITS; b++)
+						w[u][b] = 0;
+				}
+				const int grp = (FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift)) - st.g0;
+				const uint32_t go = codes_bytes<BITS>() + grp * 32 + 4 * g;
+				sc[u] = ok ? lds32(base + go) : 0u;
+				zp[u] = !SYM && ok ? lds32(base + go + a.group_bytes) : 0u;
+				if (ok && g < a.M) {
+					const uint32_t xa = xs + g * a.x_row_bytes + kt * 128 + 32 * t;
+					xv[u][0][0] = lds128(xa), xv[u][0][1] = lds128(xa + 16);
+				} else {
+					xv[u][0][0] = xv[u][0][1] = make_uint4(0, 0, 0, 0);
+				}
+			}
+			__syncwarp();
+			if (lane == 0) // the slot's data is in registers: the producer may refill it
+				mbar_arrive(empty + 8 * slot);
+#pragma unroll
+			for (int u = 0; u < 2; u++)
+				qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);
+		}
+		// the warps' sums of row tile r meet; red[par]'s last readers passed the previous barrier
+#pragma unroll
+		for (int c = 0; c < 4; c++)
+			red[par][warp][c * 32 + lane] = acc[0][c];
+		asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 32) : "memory");
+		const tma_weight W = weight_of(a, r);
+		const int lr = r - W.rt_begin;
+		for (int e = threadIdx.x; e < 128; e += kConsumers * 32) {
+			float v = 0.0f;
+#pragma unroll
+			for (int k = 0; k < kConsumers; k++)
+				v += red[par][k][e];
+			const int l = e & 31, c = e >> 5;
+			const int row = lr * 16 + (l >> 2) + 8 * (c >> 1), tok = 2 * (l & 3) + (c & 1);
+			if (row < W.N && tok < a.M)
+				static_cast<T *>(W.y)[(size_t)tok * W.N + row] = dtype_traits<T>::from_f(v);
+		}
+		par ^= 1;
+	}
+}
+
+template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bounds__(kThreads, 1) qgemv_tma_kernel(const tma_args a)
+{
+	extern __shared__ __align__(128) uint8_t smem[];
+	__shared__ __align__(8) uint64_t bars[2 * kMaxStages + 1]; // full[stages], empty[stages], x
+	__shared__ float red[2][kConsumers][128];
+	const int r0 = (int)((int64_t)blockIdx.x * a.row_tiles / gridDim.x);
+	const int r1 = (int)((int64_t)(blockIdx.x + 1) * a.row_tiles / gridDim.x);
+	const uint32_t full = smem_u32(bars), empty = full + 8 * kMaxStages, xbar = full + 16 * kMaxStages;
+	const uint32_t xs = smem_u32(smem), ring = xs + (uint32_t)a.M * a.x_row_bytes;
+	const uint32_t slot_bytes = codes_bytes<BITS>() + (SYM ? 1 : 2) * a.group_bytes;
+	if (threadIdx.x == 0) {
+		for (int s = 0; s < a.stages; s++) {
+			mbar_init(full + 8 * s, 1);
+			mbar_init(empty + 8 * s, kConsumers);
+		}
+		mbar_init(xbar, 1);
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+	}
+	__syncthreads();
+	if (threadIdx.x >> 5 == kConsumers) {
+		if (threadIdx.x == kConsumers * 32) {
+			mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
+			for (int m = 0; m < a.M; m++)
+				bulk_copy(xs + m * a.x_row_bytes, static_cast<const T *>(a.x) + (size_t)m * a.ldx,
+					  a.x_row_bytes, xbar);
+			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty);
+		}
+		return;
+	}
+	mbar_wait(xbar, 0);
+	consume<T, BITS, SYM, FOLD>(a, r0, r1, xs, ring, slot_bytes, full, empty, red);
+}
+
+template <typename T, int BITS, bool SYM, bool FOLD>
+cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream)
+{
+	static bool configured; // once per kernel: the largest dynamic shared memory it may ask for
+	if (!configured) {
+		cudaError_t e = cudaFuncSetAttribute(qgemv_tma_kernel<T, BITS, SYM, FOLD>,
+						     cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+		if (e != cudaSuccess)
+			return e;
+		configured = true;
+	}
+	qgemv_tma_kernel<T, BITS, SYM, FOLD><<<ctas, kThreads, smem, stream>>>(a);
+	return cudaGetLastError();
+}
+
+template <typename T, int BITS>
+cudaError_t launch_bits(const tma_args &a, int ctas, size_t smem, cudaStream_t s, bool sym, bool fold)
+{
+	if (sym && fold)
+		return launch<T, BITS, true, true>(a, ctas, smem, s);
+	if (sym)
+		return launch<T, BITS, true, false>(a, ctas, smem, s);
+	if (fold)
+		return launch<T, BITS, false, true>(a, ctas, smem, s);
+	return launch<T, BITS, false, false>(a, ctas, smem, s);
+}
+
+template <typename T>
+cudaError_t launch_type(const tma_args &a, int ctas, size_t smem, cudaStream_t s, int bits, bool sym, bool fold)
+{
+	switch (bits) {
+	case 2: return launch_bits<T, 2>(a, ctas, smem, s, sym, fold);
+	case 3: return launch_bits<T, 3>(a, ctas, smem, s, sym, fold);
+	case 4: return launch_bits<T, 4>(a, ctas, smem, s, sym, fold);
+	case 5: return launch_bits<T, 5>(a, ctas, smem, s, sym, fold);
+	case 6: return launch_bits<T, 6>(a, ctas, smem, s, sym, fold);
+	default: return launch_bits<T, 8>(a, ctas, smem, s, sym, fold);
+	}
+}
+
+// Scale (or zero) bytes a slot needs: a stage covers 1024 columns from a multiple of 1024, so
+// with power-of-two groups it holds 1024 / group_size groups, or one.
+uint32_t group_bytes_of(const shrink_cuda_qweight *w)
+{
+	const int gs = qgroup_shift(w);
+	return 32u * (gs >= 10 ? 1u : 1024u >> gs);
+}
+
+int stages_for(const shrink_cuda_qweight *w, int M)
+{
+	const size_t x = (size_t)M * w->k_tiles * 128;
+	const size_t slot = (size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * group_bytes_of(w);
+	if (x >= kSmemBytes)
+		return 0;
+	const size_t n = (kSmemBytes - x) / slot;
+	return (int)(n > kMaxStages ? kMaxStages : n);
+}
+
+bool aligned16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+} // namespace
+
+bool qgemv_tma_fits(const qcall *c)
+{
+	const shrink_cuda_qweight *w = c->w;
+	if (c->M < 1 || c->M > kMaxTokens || (c->ldx * 2) % 16 || !aligned16(c->x) ||
+	    (w->group_size != 0 && (w->group_size & (w->group_size - 1))) || stages_for(w, c->M) < kMinStages)
+		return false;
+	for (int i = 0; i < (c->n_weights > 1 ? c->n_weights : 1); i++) {
+		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		if (!aligned16(wi->qw) || !aligned16(wi->scales) || (!wi->symmetric && !aligned16(wi->zeros)))
+			return false;
+	}
+	return true;
+}
+
+shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
+{
+	const shrink_cuda_qweight *w = c->w;
+	tma_args a;
+	memset(&a, 0, sizeof a);
+	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
+	int64_t rt = 0;
+	for (int i = 0; i < a.n_weights; i++) {
+		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		tma_weight &r = a.w[i];
+		r.qw = static_cast<const uint8_t *>(wi->qw);
+		r.scales = wi->scales, r.zeros = wi->zeros;
+		r.y = i ? c->more_y[i - 1] : c->y;
+		r.N = (int)wi->rows;
+		r.rt_begin = (int)rt;
+		rt += wi->row_tiles;
+	}
+	a.x = c->x, a.ldx = c->ldx, a.M = c->M;
+	a.k_tiles = (int)w->k_tiles, a.n_groups = (int)w->n_groups, a.gshift = qgroup_shift(w);
+	a.row_tiles = (int)rt;
+	a.stages = stages_for(w, c->M);
+	a.x_row_bytes = (uint32_t)w->k_tiles * 128;
+	a.group_bytes = group_bytes_of(w);
+	const int ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
+	const size_t smem = (size_t)a.M * a.x_row_bytes +
+			    (size_t)a.stages * ((size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * a.group_bytes);
+	const bool fold = w->group_size == 0 || w->group_size >= 64;
+	const cudaError_t e = c->dt == SHRINK_CUDA_F16
+				      ? launch_type<__half>(a, ctas, smem, ctx->stream, w->bits, w->symmetric, fold)
+				      : launch_type<__nv_bfloat16>(a, ctas, smem, ctx->stream, w->bits, w->symmetric, fold);
+	return shrink_cuda_check(ctx, e, "qgemv_tma");
+}
