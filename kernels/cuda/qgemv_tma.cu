@@ -19,8 +19,13 @@
 //   leaves its sums in one of kRed reduction buffers without waiting;
 // - the reducer (warp 17) adds a row tile's 16 sums in warp order
 //   (deterministic) and writes the rows.
-// 16 warps because 8 left the SM short of independent work (measured: as fast
-// as the register GEMV, 65-72% of copy bandwidth at 30 MB).
+// 16 warps because 8 left the SM short of independent work.
+// The kernel is launched with programmatic stream serialization (PDL): it may
+// start while the kernel before it (RMSNorm, attention, SwiGLU: they call
+// pdl_trigger first) still runs; the producer fills the ring with weights,
+// then waits for that kernel (pdl_wait) before it copies the activations.
+// Measured alone (bench_cuda, H100) the ramp and tail of a launch cost ~5 us
+// whatever the matrix: 87-91% of copy bandwidth at 120 MB, 63-71% at 30 MB.
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
@@ -33,9 +38,13 @@ constexpr int kConsumers = 16;                   // consumer warps
 constexpr int kThreads = (kConsumers + 2) * 32;  // + the producer and the reducer warps
 constexpr int kStageTiles = 2 * kConsumers;      // k tiles per stage: two per consumer warp
 constexpr int kMaxStages = 16;
-constexpr int kMinStages = 4;
-constexpr int kRed = 4;                          // reduction buffers (row tiles in hand-over)
-constexpr int kSmemBytes = 192 * 1024;           // dynamic shared memory of the CTA, at most
+constexpr int kMinStages = 2;
+constexpr int kRed = 2;                          // reduction buffers (row tiles in hand-over)
+// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles, room left on the SM
+// for the small kernel that runs beside it: PDL, below), at most kMaxSmemBytes (two slots and
+// large activations).
+constexpr int kSmemBytes = 128 * 1024;
+constexpr int kMaxSmemBytes = 200 * 1024;
 constexpr int kMaxWeights = 3;
 constexpr int kMaxTokens = 8;
 
@@ -117,15 +126,29 @@ template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
 	return (uint32_t)kStageTiles * qtile_bytes(BITS);
 }
 
+// The activations, once the kernel before has finished writing them.
+__device__ __forceinline__ void produce_x(const tma_args &a, uint32_t xs, uint32_t xbar, size_t elem)
+{
+	pdl_wait();
+	mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
+	for (int m = 0; m < a.M; m++)
+		bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
+			  a.x_row_bytes, xbar);
+}
+
+// The weights first (they do not depend on the kernel before), the activations after the ring's
+// first fill, then the rest of the stages as the consumers free slots.
 template <int BITS, bool SYM>
 __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
-			uint32_t empty)
+			uint32_t empty, uint32_t xs, uint32_t xbar, size_t elem)
 {
 	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
 	int i = 0;
 	for (int r = r0; r < r1; r++)
 		for (int s = 0; s < per_rt; s++, i++) {
 			const int slot = i % a.stages;
+			if (i == a.stages)
+				produce_x(a, xs, xbar, elem);
 			if (i >= a.stages) // the consumers are done with the slot's previous stage
 				mbar_wait(empty + 8 * slot, ((i / a.stages) - 1) & 1);
 			const stage_t st = stage_at(a, r, s);
@@ -140,6 +163,8 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 			if (!SYM)
 				bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
 		}
+	if (i <= a.stages)
+		produce_x(a, xs, xbar, elem);
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
@@ -254,13 +279,8 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 		return;
 	}
 	if (threadIdx.x >> 5 == kConsumers) {
-		if (threadIdx.x == kConsumers * 32) {
-			mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
-			for (int m = 0; m < a.M; m++)
-				bulk_copy(xs + m * a.x_row_bytes, static_cast<const T *>(a.x) + (size_t)m * a.ldx,
-					  a.x_row_bytes, xbar);
-			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty);
-		}
+		if (threadIdx.x == kConsumers * 32)
+			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty, xs, xbar, sizeof(T));
 		return;
 	}
 	mbar_wait(xbar, 0);
@@ -273,13 +293,20 @@ cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream
 	static bool configured; // once per kernel: the largest dynamic shared memory it may ask for
 	if (!configured) {
 		cudaError_t e = cudaFuncSetAttribute(qgemv_tma_kernel<T, BITS, SYM, FOLD>,
-						     cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+						     cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
 		if (e != cudaSuccess)
 			return e;
 		configured = true;
 	}
-	qgemv_tma_kernel<T, BITS, SYM, FOLD><<<ctas, kThreads, smem, stream>>>(a);
-	return cudaGetLastError();
+	cudaLaunchConfig_t cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.gridDim = dim3((unsigned)ctas), cfg.blockDim = dim3(kThreads), cfg.dynamicSmemBytes = smem;
+	cfg.stream = stream;
+	cudaLaunchAttribute pdl;
+	pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	pdl.val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = &pdl, cfg.numAttrs = 1;
+	return cudaLaunchKernelEx(&cfg, qgemv_tma_kernel<T, BITS, SYM, FOLD>, a);
 }
 
 template <typename T, int BITS>
@@ -320,10 +347,9 @@ int stages_for(const shrink_cuda_qweight *w, int M)
 {
 	const size_t x = (size_t)M * w->k_tiles * 128;
 	const size_t slot = (size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * group_bytes_of(w);
-	if (x >= kSmemBytes)
-		return 0;
-	const size_t n = (kSmemBytes - x) / slot;
-	return (int)(n > kMaxStages ? kMaxStages : n);
+	size_t n = x < kSmemBytes ? (kSmemBytes - x) / slot : 0;
+	n = n < kMinStages ? kMinStages : n > kMaxStages ? kMaxStages : n;
+	return x + n * slot <= kMaxSmemBytes ? (int)n : 0;
 }
 
 bool aligned16(const void *p)
@@ -337,7 +363,7 @@ bool qgemv_tma_fits(const qcall *c)
 {
 	const shrink_cuda_qweight *w = c->w;
 	if (c->M < 1 || c->M > kMaxTokens || (c->ldx * 2) % 16 || !aligned16(c->x) ||
-	    (w->group_size != 0 && (w->group_size & (w->group_size - 1))) || stages_for(w, c->M) < kMinStages)
+	    (w->group_size != 0 && (w->group_size & (w->group_size - 1))) || stages_for(w, c->M) == 0)
 		return false;
 	for (int i = 0; i < (c->n_weights > 1 ? c->n_weights : 1); i++) {
 		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
