@@ -261,24 +261,13 @@ template <typename T, int GM> __device__ void dec_merge(const dec_args &a, const
 			s.wts[gi * kMaxSplits + sp] *= l > 0.0f ? 1.0f / l : 0.0f;
 	}
 	__syncthreads();
-	// four outputs per thread and pass, four splits per step: 16 loads in flight, not one
-	for (int i0 = 0; i0 < nh * hd; i0 += 4 * kThreads) {
-		float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 4
+	for (int i = threadIdx.x; i < nh * hd; i += kThreads) {
+		const int gi = i / hd, d = i % hd;
+		const float *o = a.ws_o + (size_t)(h0 + gi) * a.splits * hd + d;
+		float v = 0.0f;
 		for (int sp = 0; sp < n_active; sp++)
-#pragma unroll
-			for (int e = 0; e < 4; e++) {
-				const int i = i0 + threadIdx.x + e * kThreads, gi = i / hd, d = i % hd;
-				if (i < nh * hd)
-					v[e] += s.wts[gi * kMaxSplits + sp] *
-						__ldcg(a.ws_o + ((size_t)(h0 + gi) * a.splits + sp) * hd + d);
-			}
-#pragma unroll
-		for (int e = 0; e < 4; e++) {
-			const int i = i0 + threadIdx.x + e * kThreads;
-			if (i < nh * hd)
-				static_cast<T *>(a.out)[(size_t)h0 * hd + i] = dtype_traits<T>::from_f(v[e]);
-		}
+			v += s.wts[gi * kMaxSplits + sp] * __ldcg(o + (size_t)sp * hd);
+		static_cast<T *>(a.out)[(size_t)(h0 + gi) * hd + d] = dtype_traits<T>::from_f(v);
 	}
 }
 
@@ -286,7 +275,6 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 {
 	extern __shared__ float sm[];
 	__shared__ int is_last;
-	pdl_trigger();
 	const int hd = a.head_dim, n8 = hd / 8;
 	const dec_smem s = dec_carve<GM>(sm, hd);
 	const int pos = *a.pos;

@@ -216,22 +216,6 @@ __device__ __forceinline__ uint32_t ld_stream4(const void *p)
 	return v;
 }
 
-// ---- programmatic dependent launch (PDL) ---------------------------------------------------
-
-// Let the next kernel of the stream start now, if it was launched with programmatic stream
-// serialization (qgemv_tma.cu): it prefetches weights, then waits for this grid with pdl_wait.
-// A no-op otherwise. The kernels that precede a quantized GEMV in the decode step call it first.
-__device__ __forceinline__ void pdl_trigger()
-{
-	asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-// Wait until the preceding grid has completed and its writes are visible (immediate when the
-// kernel was launched without the attribute).
-__device__ __forceinline__ void pdl_wait()
-{
-	asm volatile("griddepcontrol.wait;\n" ::: "memory");
-}
-
 // ---- reductions -----------------------------------------------------------------------------
 
 __device__ __forceinline__ float warp_sum(float v)

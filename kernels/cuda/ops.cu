@@ -75,7 +75,6 @@ __global__ void rope_kernel(T *q, T *k, int64_t n_tok, int n_heads, int n_kv_hea
 
 template <typename T> __global__ void swiglu_kernel(const T *gate, const T *up, int64_t n, T *out)
 {
-	pdl_trigger();
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		const float g = dtype_traits<T>::to_f(gate[i]), u = dtype_traits<T>::to_f(up[i]);
 		out[i] = dtype_traits<T>::from_f(g / (1.0f + expf(-g)) * u);

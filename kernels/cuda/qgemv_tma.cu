@@ -20,12 +20,12 @@
 // - the reducer (warp 17) adds a row tile's 16 sums in warp order
 //   (deterministic) and writes the rows.
 // 16 warps because 8 left the SM short of independent work.
-// The kernel is launched with programmatic stream serialization (PDL): it may
-// start while the kernel before it (RMSNorm, attention, SwiGLU: they call
-// pdl_trigger first) still runs; the producer fills the ring with weights,
-// then waits for that kernel (pdl_wait) before it copies the activations.
-// Measured alone (bench_cuda, H100) the ramp and tail of a launch cost ~5 us
-// whatever the matrix: 87-91% of copy bandwidth at 120 MB, 63-71% at 30 MB.
+// Measured on the H100 (bench_cuda, 4-bit g128, 1-4 tokens): 87-91% of copy
+// bandwidth at the 70B shapes (120 MB), against 78-84% for the register GEMV;
+// but the ramp and tail of a launch cost ~5 us whatever the matrix, so at
+// 8-30 MB it is as fast or slower (qlinear.cu's AUTO takes it for large
+// weights only). Tried: launching it with programmatic dependent launch and
+// filling the ring before waiting for the previous kernel: no gain in decode.
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
@@ -40,9 +40,8 @@ constexpr int kStageTiles = 2 * kConsumers;      // k tiles per stage: two per c
 constexpr int kMaxStages = 16;
 constexpr int kMinStages = 2;
 constexpr int kRed = 2;                          // reduction buffers (row tiles in hand-over)
-// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles, room left on the SM
-// for the small kernel that runs beside it: PDL, below), at most kMaxSmemBytes (two slots and
-// large activations).
+// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles: deeper rings
+// measured no faster), at most kMaxSmemBytes (two slots and large activations).
 constexpr int kSmemBytes = 128 * 1024;
 constexpr int kMaxSmemBytes = 200 * 1024;
 constexpr int kMaxWeights = 3;
@@ -126,29 +125,20 @@ template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
 	return (uint32_t)kStageTiles * qtile_bytes(BITS);
 }
 
-// The activations, once the kernel before has finished writing them.
-__device__ __forceinline__ void produce_x(const tma_args &a, uint32_t xs, uint32_t xbar, size_t elem)
-{
-	pdl_wait();
-	mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
-	for (int m = 0; m < a.M; m++)
-		bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
-			  a.x_row_bytes, xbar);
-}
-
-// The weights first (they do not depend on the kernel before), the activations after the ring's
-// first fill, then the rest of the stages as the consumers free slots.
+// The activations (all of them: M K 2 bytes), then the weights' stages as the consumers free slots.
 template <int BITS, bool SYM>
 __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
 			uint32_t empty, uint32_t xs, uint32_t xbar, size_t elem)
 {
+	mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
+	for (int m = 0; m < a.M; m++)
+		bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
+			  a.x_row_bytes, xbar);
 	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
 	int i = 0;
 	for (int r = r0; r < r1; r++)
 		for (int s = 0; s < per_rt; s++, i++) {
 			const int slot = i % a.stages;
-			if (i == a.stages)
-				produce_x(a, xs, xbar, elem);
 			if (i >= a.stages) // the consumers are done with the slot's previous stage
 				mbar_wait(empty + 8 * slot, ((i / a.stages) - 1) & 1);
 			const stage_t st = stage_at(a, r, s);
@@ -163,8 +153,6 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 			if (!SYM)
 				bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
 		}
-	if (i <= a.stages)
-		produce_x(a, xs, xbar, elem);
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
@@ -298,15 +286,8 @@ cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream
 			return e;
 		configured = true;
 	}
-	cudaLaunchConfig_t cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.gridDim = dim3((unsigned)ctas), cfg.blockDim = dim3(kThreads), cfg.dynamicSmemBytes = smem;
-	cfg.stream = stream;
-	cudaLaunchAttribute pdl;
-	pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	pdl.val.programmaticStreamSerializationAllowed = 1;
-	cfg.attrs = &pdl, cfg.numAttrs = 1;
-	return cudaLaunchKernelEx(&cfg, qgemv_tma_kernel<T, BITS, SYM, FOLD>, a);
+	qgemv_tma_kernel<T, BITS, SYM, FOLD><<<ctas, kThreads, smem, stream>>>(a);
+	return cudaGetLastError();
 }
 
 template <typename T, int BITS>

@@ -1,7 +1,6 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens where the matrix has a
-// row tile for every SM and the activations fit shared memory, else the
-// register GEMV for <= 32 tokens, the tiled GEMM up to
+// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens and large 4-bit
+// weights, else the register GEMV for <= 32 tokens, the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -17,6 +16,7 @@ namespace {
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
 constexpr int kTmaMaxTokens = 4;
+constexpr size_t kTmaMinBytes = (size_t)64 << 20;
 constexpr int kMaxSplits = 16;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
@@ -110,10 +110,15 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 }
 
 // AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md): the TMA
-// one needs a row tile for every SM (it does not split K) and few tokens.
+// one streams faster but starts slower (~5 us a launch): it wins at 4 bits from ~100 MB of weights
+// (70B layer shapes; lost at <= 60 MB and with the 8-bit head), and needs a row tile per SM.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
-	return c->M <= kTmaMaxTokens && row_tiles >= ctx->n_sms && qgemv_tma_fits(c);
+	size_t bytes = shrink_cuda_qweight_bytes(c->w);
+	for (int i = 1; i < c->n_weights; i++)
+		bytes += shrink_cuda_qweight_bytes(c->more[i - 1]);
+	return c->M <= kTmaMaxTokens && c->w->bits <= 4 && bytes >= kTmaMinBytes && row_tiles >= ctx->n_sms &&
+	       qgemv_tma_fits(c);
 }
 
 } // namespace

@@ -13,6 +13,7 @@
  *   bench_cuda [--quick] [--dtype f16|bf16] [--bits B] [--group G]
  *   bench_cuda --decode   (one Llama-3-8B-shaped decode layer, op by op)
  *   bench_cuda --kv       (decode attention over the compressed KV caches against f16)
+ *   bench_cuda --ops      (the other operations only: norms, RoPE, attention, ...)
  * Prints Markdown tables on stdout. Deliberately no correctness testing
  * beyond the sanity check (tests/cuda/test_cuda.c does that). */
 #include <cublas_v2.h>
@@ -784,7 +785,7 @@ static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits,
 int main(int argc, char **argv)
 {
 	int bits = 4, group = 128;
-	bool only_linear = false, decode = false, kv = false;
+	bool only_linear = false, decode = false, kv = false, ops = false;
 	int64_t one[3] = {0, 0, 0};
 	const char *one_path = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -800,6 +801,8 @@ int main(int argc, char **argv)
 			decode = true;
 		else if (!strcmp(argv[i], "--kv"))
 			kv = true;
+		else if (!strcmp(argv[i], "--ops"))
+			ops = true;
 		else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
 			max_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
@@ -809,7 +812,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--kv] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}
@@ -843,6 +846,10 @@ int main(int argc, char **argv)
 	}
 	if (kv) {
 		bench_kv(&rng);
+		return 0;
+	}
+	if (ops) {
+		bench_ops();
 		return 0;
 	}
 	bench_linear(bits, group, &rng);
