@@ -11,8 +11,8 @@
 // last key return at once. Each active CTA
 // leaves (max, sum, unnormalised output) in the workspace; the last CTA of a
 // KV head to arrive (counter in the context) merges the splits in split order
-// (deterministic). A CTA of 128 threads serves one KV head and up to 8 query
-// heads, over chunks of 32 keys: four threads per key for the scores (the K
+// (deterministic). A CTA of 256 threads serves one KV head and up to 8 query
+// heads, over chunks of 32 keys: eight threads per key for the scores (the K
 // row read once for every head of the group), one warp per head for the
 // online softmax, (8-column slice, key lane) pairs for p * V. A thread loads
 // its K and V parts of a chunk together, the first chunk's before the RoPE
@@ -24,10 +24,13 @@
 
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kKeys = 32;     // keys per chunk: 4 threads per key
+constexpr int kThreads = 256;
+constexpr int kKeys = 32;     // keys per chunk
+constexpr int kTpk = kThreads / kKeys; // threads per key for the scores
+// Registers per thread for a chunk's K and V parts: head_dim <= 256 is 32 slices of 8 columns, so
+// 32 / kTpk K slices, and at least kThreads / 32 key lanes share the 32 keys' V slices.
+constexpr int kMaxSlices = 32 / kTpk > kKeys * 32 / kThreads ? 32 / kTpk : kKeys * 32 / kThreads;
 constexpr int kMaxSplits = 128;
-constexpr int kMaxSlices = 8; // 8-column slices of a row per thread (head_dim <= 256)
 
 struct dec_args {
 	const void *q, *k, *v;
@@ -46,9 +49,15 @@ struct dec_smem {
 	float *qs, *ss, *stat, *kv, *red, *wts;
 };
 
+// (key lane, 8-column slice) pairs for p * V: a key lane takes keys kl, kl + lanes, ... of a chunk.
+__host__ __device__ constexpr int key_lanes(int hd)
+{
+	return kThreads / (hd / 8) < kKeys ? kThreads / (hd / 8) : kKeys;
+}
+
 template <int GM> __host__ __device__ size_t dec_smem_floats(int hd)
 {
-	return (size_t)GM * hd + GM * kKeys + 3 * GM + 2 * hd + (size_t)(kThreads / (hd / 8)) * GM * hd +
+	return (size_t)GM * hd + GM * kKeys + 3 * GM + 2 * hd + (size_t)key_lanes(hd) * GM * hd +
 	       (size_t)GM * kMaxSplits;
 }
 
@@ -60,7 +69,7 @@ template <int GM> __device__ dec_smem dec_carve(float *sm, int hd)
 	s.stat = s.ss + GM * kKeys;     // m[GM], l[GM], corr[GM]
 	s.kv = s.stat + 3 * GM;         // the new key (rotated) and value, as the cache holds them
 	s.red = s.kv + 2 * hd;          // [key lanes][GM][hd]
-	s.wts = s.red + (kThreads / (hd / 8)) * GM * hd; // [GM][kMaxSplits] merge weights
+	s.wts = s.red + key_lanes(hd) * GM * hd; // [GM][kMaxSplits] merge weights
 	return s;
 }
 
@@ -128,7 +137,7 @@ __device__ __forceinline__ void dec_f8(const uint4 &raw, const float *fresh, boo
 	}
 }
 
-// A thread's parts of a chunk: K slices part, part + 4, ... of key c0 + tid / 4 (scores) and
+// A thread's parts of a chunk: K slices part, part + kTpk, ... of key c0 + tid / kTpk (scores) and
 // the V slice tid % n8 of keys c0 + tid / n8 + i * key_lanes (p * V). The row at pos is being
 // written by this launch and is taken from smem instead.
 struct dec_rows {
@@ -142,25 +151,25 @@ __device__ __forceinline__ uint4 dec_ld(const __half *cache, const dec_args &a, 
 
 __device__ void dec_load(const dec_args &a, int kh, int64_t c0, int64_t k_end, int pos, dec_rows &r)
 {
-	const int n8 = a.head_dim / 8, key_lanes = kThreads / n8, c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
-	const int64_t key = c0 + (threadIdx.x >> 2);
+	const int n8 = a.head_dim / 8, c8 = threadIdx.x % n8, kl = threadIdx.x / n8, lanes = key_lanes(a.head_dim);
+	const int64_t key = c0 + threadIdx.x / kTpk;
 	const bool key_ok = key < k_end && key != pos;
 #pragma unroll
 	for (int i = 0; i < kMaxSlices; i++) {
-		const int c = (threadIdx.x & 3) + 4 * i;
+		const int c = threadIdx.x % kTpk + kTpk * i;
 		r.k[i] = c < n8 && key_ok ? dec_ld(a.kc, a, key, kh, c) : make_uint4(0, 0, 0, 0);
-		const int j = kl + key_lanes * i;
-		const bool v_ok = kl < key_lanes && j < kKeys && c0 + j < k_end && c0 + j != pos;
+		const int j = kl + lanes * i;
+		const bool v_ok = kl < lanes && j < kKeys && c0 + j < k_end && c0 + j != pos;
 		r.v[i] = v_ok ? dec_ld(a.vc, a, c0 + j, kh, c8) : make_uint4(0, 0, 0, 0);
 	}
 }
 
-// Scores of keys c0..c0+31 for every head: 4 threads per key, each a quarter of the 8-column slices.
+// Scores of keys c0..c0+31 for every head: kTpk threads per key, each a share of the 8-column slices.
 template <int GM>
 __device__ void dec_scores(const dec_args &a, const dec_smem &s, const dec_rows &r, int64_t c0, int64_t k_end,
 			   int pos)
 {
-	const int hd = a.head_dim, n8 = hd / 8, j = threadIdx.x >> 2, part = threadIdx.x & 3;
+	const int hd = a.head_dim, n8 = hd / 8, j = threadIdx.x / kTpk, part = threadIdx.x % kTpk;
 	const int64_t key = c0 + j;
 	float acc[GM];
 #pragma unroll
@@ -168,7 +177,7 @@ __device__ void dec_scores(const dec_args &a, const dec_smem &s, const dec_rows 
 		acc[gi] = 0.0f;
 #pragma unroll
 	for (int i = 0; i < kMaxSlices; i++) {
-		const int c = part + 4 * i;
+		const int c = part + kTpk * i;
 		if (c < n8) {
 			float v[8];
 			dec_f8(r.k[i], s.kv + 8 * c, key == pos, v);
@@ -181,8 +190,9 @@ __device__ void dec_scores(const dec_args &a, const dec_smem &s, const dec_rows 
 	}
 #pragma unroll
 	for (int gi = 0; gi < GM; gi++) {
-		acc[gi] += __shfl_xor_sync(0xffffffffu, acc[gi], 1);
-		acc[gi] += __shfl_xor_sync(0xffffffffu, acc[gi], 2);
+#pragma unroll
+		for (int o = 1; o < kTpk; o <<= 1)
+			acc[gi] += __shfl_xor_sync(0xffffffffu, acc[gi], o);
 		if (part == 0)
 			s.ss[gi * kKeys + j] = key < k_end ? acc[gi] : -INFINITY;
 	}
@@ -212,9 +222,9 @@ template <int GM>
 __device__ void dec_pv(const dec_args &a, const dec_smem &s, const dec_rows &r, int64_t c0, int64_t k_end, int pos,
 		       float (&acc)[GM][8])
 {
-	const int hd = a.head_dim, n8 = hd / 8, key_lanes = kThreads / n8;
+	const int hd = a.head_dim, n8 = hd / 8, lanes = key_lanes(hd);
 	const int c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
-	if (kl >= key_lanes)
+	if (kl >= lanes)
 		return;
 #pragma unroll
 	for (int gi = 0; gi < GM; gi++)
@@ -224,7 +234,7 @@ __device__ void dec_pv(const dec_args &a, const dec_smem &s, const dec_rows &r, 
 	const int n_here = (int)min((int64_t)kKeys, k_end - c0);
 #pragma unroll
 	for (int i = 0; i < kMaxSlices; i++) {
-		const int j = kl + key_lanes * i;
+		const int j = kl + lanes * i;
 		if (j < n_here) {
 			float v[8];
 			dec_f8(r.v[i], s.kv + hd + 8 * c8, c0 + j == pos, v);
@@ -311,8 +321,8 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 		__syncthreads();
 	}
 	// add the key lanes; this split's partial to the workspace
-	const int key_lanes = kThreads / n8, c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
-	if (kl < key_lanes)
+	const int lanes = key_lanes(hd), c8 = threadIdx.x % n8, kl = threadIdx.x / n8;
+	if (kl < lanes)
 #pragma unroll
 		for (int gi = 0; gi < GM; gi++)
 #pragma unroll
@@ -322,7 +332,7 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 	for (int i = threadIdx.x; i < nh * hd; i += kThreads) {
 		const int gi = i / hd, d = i % hd;
 		float o = 0.0f;
-		for (int l = 0; l < key_lanes; l++)
+		for (int l = 0; l < lanes; l++)
 			o += s.red[(l * GM + gi) * hd + d];
 		const size_t hs = (size_t)(h0 + gi) * a.splits + split;
 		a.ws_o[hs * hd + d] = o;

@@ -16,7 +16,7 @@ namespace {
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
 constexpr int kTmaMaxTokens = 4;
-constexpr size_t kTmaMinBytes = (size_t)64 << 20;
+constexpr size_t kTmaMinBytes = (size_t)24 << 20;
 constexpr int kMaxSplits = 16;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
@@ -110,8 +110,9 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 }
 
 // AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md): the TMA
-// one streams faster but starts slower (~5 us a launch): it wins at 4 bits from ~100 MB of weights
-// (70B layer shapes; lost at <= 60 MB and with the 8-bit head), and needs a row tile per SM.
+// one streams faster but starts slower (~5 us a launch): at 4 bits it wins by 2-8% from ~30 MB of
+// weights (14336x4096 and up) and loses by 25% at 8 MB (4096x4096); slower for the 8-bit head.
+// It needs a row tile per SM.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
