@@ -279,7 +279,8 @@ static void test_qlinear_multi(ref_rng *rng)
 {
 	static const int same4[] = {4, 4, 4}, same3[] = {3, 3, 3}, same8[] = {8, 8}, mixed[] = {4, 8, 4};
 	static const int64_t qkv[] = {256, 64, 64}, odd[] = {40, 200, 24}, gu[] = {300, 300};
-	static const int64_t big[] = {2048, 520, 520}; /* a row tile per SM: AUTO takes the TMA GEMV */
+	static const int64_t big[] = {2048, 520, 520};
+	static const int64_t huge[] = {4096, 4096, 4096}; /* >= 24 MB at 4 bits: AUTO takes the TMA GEMV */
 	for (int dt = 0; dt < 2; dt++) {
 		check_qlinear_multi(3, same4, 128, false, qkv, 512, dt, 1, rng);
 		check_qlinear_multi(3, same3, 32, true, odd, 256, dt, 7, rng);
@@ -288,6 +289,8 @@ static void test_qlinear_multi(ref_rng *rng)
 		check_qlinear_multi(2, same4, 128, true, gu, 192, dt, 20, rng); /* GEMM path, one each */
 		check_qlinear_multi(3, same4, 128, false, big, 1024, dt, 1, rng);
 		check_qlinear_multi(3, same3, 32, true, big, 448, dt, 3, rng);
+		if (!quick)
+			check_qlinear_multi(3, same4, 128, false, huge, 4096, dt, 2, rng);
 	}
 }
 
