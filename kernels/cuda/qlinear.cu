@@ -110,9 +110,9 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 }
 
 // AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md): the TMA
-// one streams faster but starts slower (~5 us a launch): at 4 bits it wins by 2-8% from ~30 MB of
-// weights (14336x4096 and up) and loses by 25% at 8 MB (4096x4096); slower for the 8-bit head.
-// It needs a row tile per SM.
+// one streams faster but starts slower (~5 us a launch): at 4 bits and 1-4 tokens it wins by 2-7%
+// at ~30 MB of weights and 9-12% at 120 MB, loses by 20% at 8 MB (4096x4096), and is slower for
+// the 8-bit head. It needs a row tile per SM (it does not split K).
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
