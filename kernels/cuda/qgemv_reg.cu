@@ -29,8 +29,18 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kMaxWeights = 3;
 
+// One weight of a launch: a launch may serve up to kMaxWeights weights that share K, bits,
+// group size and symmetry (q/k/v, or gate/up: one launch, and enough CTAs, for all of them).
+struct reg_weight {
+	const uint8_t *qw;
+	const uint32_t *scales, *zeros;
+	void *y;
+	int *counters;
+	int N, rt_begin; // rows; first CTA (row tile) of this weight in the grid
+};
+
 struct reg_args {
-	qgemv_weight w[kMaxWeights];
+	reg_weight w[kMaxWeights];
 	int n_weights;
 	const void *x;
 	float *ws; // split-K partials, [row tile of the launch][split][128 NT]
@@ -59,7 +69,7 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 	const int wi = a.n_weights > 2 && bx >= a.w[2].rt_begin   ? 2
 		       : a.n_weights > 1 && bx >= a.w[1].rt_begin ? 1
 								  : 0;
-	const qgemv_weight W = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2]; // selects, not a run-time index
+	const reg_weight W = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2]; // selects, not a run-time index
 	const int rt = bx - W.rt_begin, split = blockIdx.y;
 	const int kt_begin = split * a.kt_per_split;
 	const int kt_end = min(a.k_tiles, kt_begin + a.kt_per_split);
@@ -218,8 +228,19 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 	const shrink_cuda_qweight *w = c->w;
 	reg_args a;
 	memset(&a, 0, sizeof a);
-	int64_t rt_begin;
-	a.n_weights = qgemv_weights(c, a.w, &rt_begin);
+	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
+	int64_t rt_begin = 0;
+	for (int i = 0; i < a.n_weights; i++) {
+		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		reg_weight &r = a.w[i];
+		r.qw = static_cast<const uint8_t *>(wi->qw);
+		r.scales = wi->scales, r.zeros = wi->zeros;
+		r.y = i ? c->more_y[i - 1] : c->y;
+		r.counters = wi->counters;
+		r.N = (int)wi->rows;
+		r.rt_begin = (int)rt_begin;
+		rt_begin += wi->row_tiles;
+	}
 	a.x = c->x;
 	a.ws = c->ws;
 	a.ldx = c->ldx;

@@ -47,8 +47,15 @@ constexpr int kMaxSmemBytes = 200 * 1024;
 constexpr int kMaxWeights = 3;
 constexpr int kMaxTokens = 8;
 
+struct tma_weight {
+	const uint8_t *qw;
+	const uint32_t *scales, *zeros;
+	void *y;
+	int N, rt_begin; // rows; first row tile of this weight in the launch
+};
+
 struct tma_args {
-	qgemv_weight w[kMaxWeights];
+	tma_weight w[kMaxWeights];
 	int n_weights;
 	const void *x;
 	int64_t ldx;
@@ -93,7 +100,7 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_
 }
 
 // The weight of row tile r (selects, not a run-time index into the parameters).
-__device__ __forceinline__ qgemv_weight weight_of(const tma_args &a, int r)
+__device__ __forceinline__ tma_weight weight_of(const tma_args &a, int r)
 {
 	const int wi = a.n_weights > 2 && r >= a.w[2].rt_begin ? 2 : a.n_weights > 1 && r >= a.w[1].rt_begin ? 1 : 0;
 	return wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
@@ -135,7 +142,7 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 			if (i >= a.stages) // the consumers are done with the slot's previous stage
 				mbar_wait(empty + 8 * slot, ((i / a.stages) - 1) & 1);
 			const stage_t st = stage_at(a, r, s);
-			const qgemv_weight W = weight_of(a, r);
+			const tma_weight W = weight_of(a, r);
 			const size_t lr = (size_t)(r - W.rt_begin);
 			const uint32_t cb = (uint32_t)st.nt * qtile_bytes(BITS), gb = (uint32_t)st.ng * 32;
 			const uint32_t dst = ring + slot * slot_bytes, bar = full + 8 * slot;
@@ -214,7 +221,7 @@ __device__ void reduce(const tma_args &a, int r0, int r1, uint32_t red_full, uin
 	for (int r = r0; r < r1; r++) {
 		const int q = r - r0, b = q % kRed;
 		mbar_wait(red_full + 8 * b, (q / kRed) & 1);
-		const qgemv_weight W = weight_of(a, r);
+		const tma_weight W = weight_of(a, r);
 		const int lr = r - W.rt_begin;
 #pragma unroll
 		for (int c = 0; c < 4; c++) {
@@ -352,8 +359,18 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	const shrink_cuda_qweight *w = c->w;
 	tma_args a;
 	memset(&a, 0, sizeof a);
-	int64_t rt;
-	a.n_weights = qgemv_weights(c, a.w, &rt);
+	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
+	int64_t rt = 0;
+	for (int i = 0; i < a.n_weights; i++) {
+		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		tma_weight &r = a.w[i];
+		r.qw = static_cast<const uint8_t *>(wi->qw);
+		r.scales = wi->scales, r.zeros = wi->zeros;
+		r.y = i ? c->more_y[i - 1] : c->y;
+		r.N = (int)wi->rows;
+		r.rt_begin = (int)rt;
+		rt += wi->row_tiles;
+	}
 	a.x = c->x, a.ldx = c->ldx, a.M = c->M;
 	a.k_tiles = (int)w->k_tiles, a.n_groups = (int)w->n_groups, a.gshift = qgroup_shift(w);
 	a.row_tiles = (int)rt;

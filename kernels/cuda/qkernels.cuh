@@ -23,34 +23,6 @@ struct qcall {
 	void *more_y[2];
 };
 
-// One weight of a GEMV launch, which may serve up to three weights that share K, bits, group size
-// and symmetry (q/k/v, or gate/up): their row tiles are one sequence, this one's from rt_begin.
-struct qgemv_weight {
-	const uint8_t *qw;
-	const uint32_t *scales, *zeros;
-	void *y;
-	int *counters; // split-K arrival counters, one per row tile (the register GEMV)
-	int N, rt_begin;
-};
-
-// The weights of call c as a launch's table; returns how many, and the launch's row tiles in *rt.
-static inline int qgemv_weights(const qcall *c, qgemv_weight (&t)[3], int64_t *rt)
-{
-	const int n = c->n_weights > 1 ? c->n_weights : 1;
-	*rt = 0;
-	for (int i = 0; i < n; i++) {
-		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : c->w;
-		t[i].qw = static_cast<const uint8_t *>(wi->qw);
-		t[i].scales = wi->scales, t[i].zeros = wi->zeros;
-		t[i].y = i ? c->more_y[i - 1] : c->y;
-		t[i].counters = wi->counters;
-		t[i].N = (int)wi->rows;
-		t[i].rt_begin = (int)*rt;
-		*rt += wi->row_tiles;
-	}
-	return n;
-}
-
 // log2 of the group size in columns; 31 for one group per row.
 static inline int qgroup_shift(const shrink_cuda_qweight *w)
 {
