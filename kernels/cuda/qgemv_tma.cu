@@ -20,7 +20,7 @@
 // - the reducer (warp 17) adds a row tile's 16 sums in warp order
 //   (deterministic) and writes the rows.
 // 16 warps because 8 left the SM short of independent work.
-// Measured on the H100 (bench_cuda, 4-bit g128, 1-4 tokens): 87-91% of copy
+// Measured on the H100 (bench_cuda, 4-bit g128, 1-4 tokens): 87-92% of copy
 // bandwidth at the 70B shapes (120 MB), against 78-84% for the register GEMV;
 // but the ramp and tail of a launch cost ~5 us whatever the matrix, so at
 // 8-30 MB it is as fast or slower (qlinear.cu's AUTO takes it for large
