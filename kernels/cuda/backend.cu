@@ -6,7 +6,7 @@
 // attention and SwiGLU run in f16.
 #include <stdlib.h>
 
-#include "common.cuh"
+#include "qkernels.cuh"
 
 namespace {
 
@@ -35,34 +35,49 @@ template <typename S, typename D> __global__ void convert_kernel(const S *src, i
 	}
 }
 
-// x[t] += y[t] (when y is given), then out[t] = x[t] * (1 / sqrt(mean(x[t]^2) + eps)) * w, rounded
-// once to f16 (the CPU op's order). One CTA per row, four elements per thread and step where dim
-// allows (a decode row of 4096 is one step of 1024 threads: the op is latency-bound, so wide).
-// Each thread reads and writes the same elements in both passes, so out may alias y.
-__global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *w, int64_t dim, float eps, __half *out)
+// v = x[t] + y[t] + y2[t] (each when given, added in that order), written back to x[t] when keep;
+// then out[t] = v * (1 / sqrt(mean(v^2) + eps)) * w, rounded once to f16 (the CPU op's order).
+// One CTA per row, four elements per thread and step where dim allows (a decode row of 4096 is
+// one step of 1024 threads: the op is latency-bound, so wide). Each thread reads and writes the
+// same elements in both passes, so out may alias y or y2.
+__device__ __forceinline__ void add_half4(float4 &v, const __half *y, int64_t i)
+{
+	const uint2 h = reinterpret_cast<const uint2 *>(y)[i];
+	const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&h.x));
+	const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&h.y));
+	v.x += a.x, v.y += a.y, v.z += b.x, v.w += b.y;
+}
+
+__global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *y2, bool keep, const __half *w,
+				   int64_t dim, float eps, __half *out)
 {
 	__shared__ float scratch[32];
 	float *row = x + blockIdx.x * dim;
 	const __half *yr = y ? y + blockIdx.x * dim : NULL;
+	const __half *y2r = y2 ? y2 + blockIdx.x * dim : NULL;
+	const bool write = keep && (yr || y2r);
 	__half *dst = out + blockIdx.x * dim;
 	float ss = 0.0f;
 	if ((dim & 3) == 0) {
 		float4 *r4 = reinterpret_cast<float4 *>(row);
-		for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+		auto sum = [&](int64_t i) {
 			float4 v = r4[i];
-			if (yr) {
-				const uint2 h = reinterpret_cast<const uint2 *>(yr)[i];
-				const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&h.x));
-				const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&h.y));
-				v.x += a.x, v.y += a.y, v.z += b.x, v.w += b.y;
+			if (yr)
+				add_half4(v, yr, i);
+			if (y2r)
+				add_half4(v, y2r, i);
+			return v;
+		};
+		for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
+			const float4 v = sum(i);
+			if (write)
 				r4[i] = v;
-			}
 			ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
 		}
 		ss = block_sum(ss, scratch);
 		const float scale = rsqrtf(ss / (float)dim + eps);
 		for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
-			const float4 v = r4[i];
+			const float4 v = write || !(yr || y2r) ? r4[i] : sum(i);
 			const uint2 wh = reinterpret_cast<const uint2 *>(w)[i];
 			const float2 wa = __half22float2(*reinterpret_cast<const __half2 *>(&wh.x));
 			const float2 wb = __half22float2(*reinterpret_cast<const __half2 *>(&wh.y));
@@ -74,15 +89,26 @@ __global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *w, i
 		}
 		return;
 	}
-	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+	auto sum1 = [&](int64_t i) {
+		float v = row[i];
 		if (yr)
-			row[i] += __half2float(yr[i]);
-		ss += row[i] * row[i];
+			v += __half2float(yr[i]);
+		if (y2r)
+			v += __half2float(y2r[i]);
+		return v;
+	};
+	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+		const float v = sum1(i);
+		if (write)
+			row[i] = v;
+		ss += v * v;
 	}
 	ss = block_sum(ss, scratch);
 	const float scale = rsqrtf(ss / (float)dim + eps);
-	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
-		dst[i] = __float2half_rn(row[i] * scale * __half2float(w[i]));
+	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+		const float v = write || !(yr || y2r) ? row[i] : sum1(i);
+		dst[i] = __float2half_rn(v * scale * __half2float(w[i]));
+	}
 }
 
 __global__ void add_f32_kernel(float *x, const __half *y, int64_t n)
@@ -221,9 +247,8 @@ extern "C" shrink_status shrink_cuda_convert(shrink_cuda_ctx *ctx, shrink_cuda_d
 	return shrink_cuda_launched(ctx, "convert");
 }
 
-extern "C" shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y,
-						     const uint16_t *weight, int64_t n_tok, int64_t dim, float eps,
-						     uint16_t *out)
+shrink_status add_rmsnorm_launch(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2, bool keep,
+				 const uint16_t *weight, int64_t n_tok, int64_t dim, float eps, uint16_t *out)
 {
 	if (n_tok < 0 || n_tok > INT32_MAX || dim < 1)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "add_rmsnorm_f32: bad arguments");
@@ -232,9 +257,23 @@ extern "C" shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float
 	const int64_t per_step = (dim & 3) == 0 ? dim / 4 : dim;
 	const int threads = per_step >= 1024 ? 1024 : (int)((per_step + 31) / 32 * 32);
 	add_rmsnorm_kernel<<<(unsigned)n_tok, threads, 0, ctx->stream>>>(
-		x, reinterpret_cast<const __half *>(y), reinterpret_cast<const __half *>(weight), dim, eps,
-		reinterpret_cast<__half *>(out));
+		x, reinterpret_cast<const __half *>(y), reinterpret_cast<const __half *>(y2), keep,
+		reinterpret_cast<const __half *>(weight), dim, eps, reinterpret_cast<__half *>(out));
 	return shrink_cuda_launched(ctx, "add_rmsnorm_f32");
+}
+
+extern "C" shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y,
+						     const uint16_t *weight, int64_t n_tok, int64_t dim, float eps,
+						     uint16_t *out)
+{
+	return add_rmsnorm_launch(ctx, x, y, NULL, true, weight, n_tok, dim, eps, out);
+}
+
+extern "C" shrink_status shrink_cuda_add2_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y,
+						      const uint16_t *y2, const uint16_t *weight, int64_t n_tok,
+						      int64_t dim, float eps, uint16_t *out)
+{
+	return add_rmsnorm_launch(ctx, x, y, y2, true, weight, n_tok, dim, eps, out);
 }
 
 extern "C" shrink_status shrink_cuda_add_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, int64_t n)

@@ -181,6 +181,11 @@ __device__ __forceinline__ uint4 lds128(uint32_t addr)
 		     : "memory");
 	return v;
 }
+__device__ __forceinline__ void sts128(uint32_t addr, uint4 v)
+{
+	asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+		     : "memory");
+}
 __device__ __forceinline__ uint2 lds64(uint32_t addr)
 {
 	uint2 v;

@@ -102,6 +102,28 @@ size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_t
  * one launch when they share bits, group size and symmetry and n_tok <= 32, else one call each. */
 shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
 					shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *const *y);
+/* How shrink_cuda_qlinear_multi_xin forms its activations ([n_tok][K], dt):
+ * PLAIN: x itself; SWIGLU: silu(x) * up elementwise (x the gate), as shrink_cuda_swiglu;
+ * ADD_RMSNORM (f16 only): rmsnorm(res + x) * norm_w as shrink_cuda_add_rmsnorm_f32, but res
+ * (float32 [n_tok][K], the residual stream) is read, not updated; x may be NULL (res alone).
+ * Where the TMA GEMV takes the call this happens as it loads the activations (no launch of its
+ * own); otherwise into scratch ([n_tok][K] of dt; for SWIGLU it may be x) before the GEMV. */
+typedef enum { SHRINK_CUDA_XIN_PLAIN, SHRINK_CUDA_XIN_SWIGLU, SHRINK_CUDA_XIN_ADD_RMSNORM } shrink_cuda_xin_kind;
+typedef struct {
+	shrink_cuda_xin_kind kind;
+	const void *x, *up;
+	const float *res;
+	const uint16_t *norm_w;
+	float eps;
+	void *scratch;
+} shrink_cuda_xin;
+/* Form the activations of in into in->scratch (what the unfused path runs; for dense weights). */
+shrink_status shrink_cuda_xin_form(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const shrink_cuda_xin *in,
+				   int64_t n_tok, int64_t K);
+/* shrink_cuda_qlinear_multi over the activations in describes. */
+shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
+					    shrink_cuda_dtype dt, const shrink_cuda_xin *in, int64_t n_tok,
+					    void *const *y);
 /* Workspace bytes for shrink_cuda_qlinear_multi (and each weight alone) up to max_tok tokens. */
 size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok);
 /* out [rows, cols] (dt) = the dequantized weight. */
@@ -229,6 +251,12 @@ shrink_status shrink_cuda_convert(shrink_cuda_ctx *ctx, shrink_cuda_dtype src_dt
  * out f16 [n_tok, dim] = x[t] / rms(x[t]) * weight (weight f16). out may alias y. */
 shrink_status shrink_cuda_add_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *weight,
 					  int64_t n_tok, int64_t dim, float eps, uint16_t *out);
+/* The same with two pending f16 rows added in order, x += y then x += y2 (either may be NULL):
+ * a decode step whose fused ADD_RMSNORM (shrink_cuda_xin) left the residual as it was. out may
+ * alias y or y2. */
+shrink_status shrink_cuda_add2_rmsnorm_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2,
+					   const uint16_t *weight, int64_t n_tok, int64_t dim, float eps,
+					   uint16_t *out);
 /* x (float32) += y (f16), n elements. */
 shrink_status shrink_cuda_add_f32(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, int64_t n);
 /* y [n_tok, rows] (f16) += b [rows] (f16). */

@@ -1,7 +1,7 @@
 // epilogue.cuh: the store at the end of the tiled GEMMs (qgemm.cu, w8a8.cu):
-// a CTA tile of 128 output rows x BM tokens held by 8 warps laid out 4 (rows)
-// x 2 (tokens), each with acc[2 row tiles][BM/16 n8 tiles][4] in mma C-fragment
-// order. Without split-K the tile is staged through shared memory and stored
+// a CTA tile of 128 output rows x BM tokens held by 8 warps laid out 8 / WM (rows)
+// x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4] in mma C-fragment
+// order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each). Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
 // goes to the workspace and the last CTA to arrive (atomic counter, reset
 // after use) adds the partials in split order: results never depend on timing.
@@ -22,23 +22,23 @@ struct tile_out {
 };
 
 // smem: at least BM * 136 * sizeof(T) bytes, no longer in use by the main loop.
-template <typename T, int BM>
-__device__ __forceinline__ void store_tile(const float (&acc)[2][BM / 16][4], uint8_t *smem, const tile_out &o)
+template <typename T, int BM, int WM = 2>
+__device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4], uint8_t *smem, const tile_out &o)
 {
-	constexpr int NT = BM / 16, CS = 128 + 8;
+	constexpr int NT = BM / WM / 8, CS = 128 + 8, WR = 8 / WM;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int wn = warp & 3, wm = warp >> 2;
+	const int wn = warp % WR, wm = warp / WR;
 	T *y = static_cast<T *>(o.y);
 	if (o.splits == 1) {
 		T *cs = reinterpret_cast<T *>(smem);
 #pragma unroll
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < WM; i++)
 #pragma unroll
 			for (int j = 0; j < NT; j++)
 #pragma unroll
 				for (int c = 0; c < 4; c++) {
-					const int r = (2 * wn + i) * 16 + g + 8 * (c >> 1);
-					const int m = wm * (BM / 2) + 8 * j + 2 * t + (c & 1);
+					const int r = (WM * wn + i) * 16 + g + 8 * (c >> 1);
+					const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
 					cs[m * CS + r] = dtype_traits<T>::from_f(acc[i][j][c]);
 				}
 		__syncthreads();
@@ -59,13 +59,13 @@ __device__ __forceinline__ void store_tile(const float (&acc)[2][BM / 16][4], ui
 	}
 	float *part = o.ws + ((size_t)o.tile * o.splits + o.split) * BM * 128;
 #pragma unroll
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < WM; i++)
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 #pragma unroll
 			for (int c = 0; c < 4; c++) {
-				const int r = (2 * wn + i) * 16 + g + 8 * (c >> 1);
-				const int m = wm * (BM / 2) + 8 * j + 2 * t + (c & 1);
+				const int r = (WM * wn + i) * 16 + g + 8 * (c >> 1);
+				const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
 				part[m * 128 + r] = acc[i][j][c];
 			}
 	__threadfence();

@@ -6,10 +6,11 @@
 // a 6-stage cp.async pipeline into shared memory (two CTAs per SM): 8 packed weight tiles
 // (qlayout.cuh, 128 * bits bytes each), the activations [BM][64] (rows padded
 // to 144 bytes so that the lanes' 16-byte reads do not collide) and the tile's
-// scales and zero points. Warps are laid out 4 (rows) x 2 (tokens); a warp
-// owns 2 row tiles x BM/2 tokens, reads its packed words (one 16-byte read per
-// lane and plane), converts them with the magic-number trick, multiplies by
-// the group scale in f16/bf16, and issues BM/16 mma per A fragment. The
+// scales and zero points. Each warp owns one row tile x all BM tokens (WM = 1;
+// the 4 x 2 layout, 2 row tiles x BM/2 tokens, dequantized every tile twice and
+// was 2-7 % slower on the H100 at 64 tokens), reads its packed words (one 16-byte
+// read per lane and plane), converts them with the magic-number trick, multiplies by
+// the group scale in f16/bf16, and issues BM/8 mma per A fragment. The
 // activations' column permutation inside a tile (qlayout.cuh) makes each
 // lane's B operands two 16-byte shared reads per tile.
 // The epilogue (epilogue.cuh) stores through shared memory, or adds split-K
@@ -86,25 +87,26 @@ __device__ __forceinline__ void load_stage(const gemm_args &a, uint8_t *st, int 
 	}
 }
 
-template <typename T, int BITS, bool SYM, int BM>
+template <typename T, int BITS, bool SYM, int BM, int WM>
 __global__ void __launch_bounds__(256, 2) qgemm_kernel(const gemm_args a)
 {
-	constexpr int NT = BM / 16; // n8 tiles per warp (BM / 2 tokens)
+	// WM warps along the tokens, 8 / WM along the rows; a warp: WM row tiles x BM / WM tokens
+	constexpr int NT = BM / WM / 8, WR = 8 / WM;
 	constexpr int TB = qtile_bytes(BITS);
 	constexpr int SB = stage_bytes<BITS, BM>();
 	constexpr int kStages = stages<BM>();
 	extern __shared__ __align__(16) uint8_t smem[];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int wn = warp & 3, wm = warp >> 2;
+	const int wn = warp % WR, wm = warp / WR;
 	const int rt0 = blockIdx.x * kRowTiles, m0 = blockIdx.y * BM, split = blockIdx.z;
 	const int kt_begin = split * a.kt_per_split;
 	const int nk = min(a.k_tiles, kt_begin + a.kt_per_split) - kt_begin;
 	// group of this lane's columns inside a tile (groups of 16 and 32 split a tile)
 	const int gl = a.gshift < 6 ? (16 * t) >> a.gshift : 0;
 
-	float acc[2][NT][4];
+	float acc[WM][NT][4];
 #pragma unroll
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < WM; i++)
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 			acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
@@ -126,12 +128,12 @@ __global__ void __launch_bounds__(256, 2) qgemm_kernel(const gemm_args a)
 		const uint8_t *st = smem + (it % kStages) * SB;
 		const uint8_t *xs = st + kRowTiles * TB;
 		const uint32_t *ss = reinterpret_cast<const uint32_t *>(xs + BM * kXStride);
-		uint32_t w[2][BITS];
-		uint32_t sc0[2], sc1[2];
-		qzero z0[2], z1[2];
+		uint32_t w[WM][BITS];
+		uint32_t sc0[WM], sc1[WM];
+		qzero z0[WM], z1[WM];
 #pragma unroll
-		for (int i = 0; i < 2; i++) {
-			const int lt = 2 * wn + i;
+		for (int i = 0; i < WM; i++) {
+			const int lt = WM * wn + i;
 			qtile_load_shared<BITS>(st + lt * TB, lane, w[i]);
 			qscale_t2<T>(ss[(lt * a.gpt + gl) * 8 + g], sc0[i], sc1[i]);
 			if (SYM) {
@@ -147,12 +149,12 @@ __global__ void __launch_bounds__(256, 2) qgemm_kernel(const gemm_args a)
 			uint4 xv[NT];
 #pragma unroll
 			for (int j = 0; j < NT; j++)
-				xv[j] = *reinterpret_cast<const uint4 *>(xs + (wm * (BM / 2) + 8 * j + g) * kXStride +
+				xv[j] = *reinterpret_cast<const uint4 *>(xs + (wm * (BM / WM) + 8 * j + g) * kXStride +
 									 32 * t + 16 * h);
 			static_for<0, 2>([&](auto sub_c) {
 				constexpr int s = 2 * h + decltype(sub_c)::value;
 #pragma unroll
-				for (int i = 0; i < 2; i++) {
+				for (int i = 0; i < WM; i++) {
 					uint32_t A[4];
 					qfragment<T, BITS, s>(w[i], z0[i], z1[i], A);
 					A[0] = t2_mul<T>(A[0], sc0[i]), A[1] = t2_mul<T>(A[1], sc1[i]);
@@ -174,29 +176,29 @@ __global__ void __launch_bounds__(256, 2) qgemm_kernel(const gemm_args a)
 	o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = rt0 * 16;
 	o.splits = a.splits, o.split = split, o.ws = a.ws, o.counters = a.counters;
 	o.tile = blockIdx.x + blockIdx.y * gridDim.x;
-	store_tile<T, BM>(acc, smem, o);
+	store_tile<T, BM, WM>(acc, smem, o);
 }
 
-template <typename T, int BITS, bool SYM, int BM> cudaError_t launch(const gemm_args &a, dim3 grid, cudaStream_t s)
+template <typename T, int BITS, bool SYM, int BM, int WM> cudaError_t launch(const gemm_args &a, dim3 grid, cudaStream_t s)
 {
 	constexpr int smem = stages<BM>() * stage_bytes<BITS, BM>();
 	static_assert(smem >= BM * (128 + 8) * 2, "epilogue staging must fit");
 	static bool configured; // once per kernel, outside any graph capture that follows
 	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(qgemm_kernel<T, BITS, SYM, BM>,
+		cudaError_t e = cudaFuncSetAttribute(qgemm_kernel<T, BITS, SYM, BM, WM>,
 						     cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 		if (e != cudaSuccess)
 			return e;
 		configured = true;
 	}
-	qgemm_kernel<T, BITS, SYM, BM><<<grid, 256, smem, s>>>(a);
+	qgemm_kernel<T, BITS, SYM, BM, WM><<<grid, 256, smem, s>>>(a);
 	return cudaGetLastError();
 }
 
 template <typename T, int BITS> cudaError_t launch_bits(const gemm_args &a, dim3 grid, cudaStream_t s, bool sym, int bm)
 {
 	(void)bm; // one block size: 64 tokens (more tokens: more CTAs, weights re-read from L2)
-	return sym ? launch<T, BITS, true, 64>(a, grid, s) : launch<T, BITS, false, 64>(a, grid, s);
+	return sym ? launch<T, BITS, true, 64, 1>(a, grid, s) : launch<T, BITS, false, 64, 1>(a, grid, s);
 }
 
 template <typename T> cudaError_t launch_type(const gemm_args &a, dim3 grid, cudaStream_t s, int bits, bool sym, int bm)

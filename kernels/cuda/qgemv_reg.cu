@@ -3,7 +3,8 @@
 // qgemv.cu stages them through shared memory with cp.async instead. Both are
 // checked by tests/cuda/test_cuda and timed side by side by bench_cuda.
 //
-// A CTA of 8 warps owns one row tile (16 output rows) and a range of k tiles;
+// A CTA of 8 warps owns R row tiles (16 output rows each; R = 4 at 17-32
+// tokens, else 1: rows_per_cta) and a range of k tiles;
 // its warps take the tiles round-robin, U tiles per round and lane (16-byte
 // loads that skip L1: 8 tiles for 4-bit codes and <= 8 tokens), read the
 // activations through L1, dequantize in registers (qlayout.cuh) and issue
@@ -36,115 +37,164 @@ struct reg_weight {
 	const uint32_t *scales, *zeros;
 	void *y;
 	int *counters;
-	int N, rt_begin; // rows; first CTA (row tile) of this weight in the grid
+	int N, row_tiles, cta_begin; // rows, row tiles; first CTA of this weight in the grid
 };
 
 struct reg_args {
 	reg_weight w[kMaxWeights];
 	int n_weights;
 	const void *x;
-	float *ws; // split-K partials, [row tile of the launch][split][128 NT]
+	float *ws; // split-K partials, [CTA][split][R row tiles][128 NT]
 	int64_t ldx;
 	int M;
 	int k_tiles, n_groups, gshift, kt_per_split, splits;
 };
-
-// Tiles in flight per warp and lane: as many as registers allow at 2-3 CTAs per SM.
-template <int BITS, int NT> __host__ __device__ constexpr int tiles_in_flight()
-{
-	return NT >= 4 ? 2 : (BITS == 4 && NT == 1) ? 8 : (BITS <= 4 ? 4 : 2);
-}
 
 int n_tiles_of(int M)
 {
 	return M <= 8 ? 1 : M <= 16 ? 2 : 4;
 }
 
-template <typename T, int BITS, bool SYM, bool FOLD, int NT>
-__global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a)
+// Row tiles per CTA (R): with 17-32 tokens a k tile of activations is 4 KB against 512 bytes of
+// 4-bit codes, and each row tile read them again from L2 (4096x14336: 230 MB of L2 traffic); with
+// R = 4 a warp applies each activation fragment it loads to 4 row tiles. H100, 32 tokens, us, R = 1
+// -> 4: 4096x14336 38.5 -> 27.9, 14336x4096 32.7 -> 28.5, 8192x8192 37.0 -> 26.9, 8192x28672
+// 124 -> 96, 28672x8192 122 -> 81; but 4096x4096 10.7 -> 14.0 (64 CTAs: too few, too short),
+// and R = 2 at 9-16 tokens won at one shape of six. So R = 4 only at 17-32 tokens where that
+// leaves about a CTA per SM of an H100 (128 CTAs) or K is long. Not a function of the SM count:
+// the workspace is sized for any GPU (qlinear.cu) and must hold what this GPU's plan needs.
+int rows_per_cta(const shrink_cuda_qweight *w, int64_t row_tiles, int nt)
 {
-	constexpr int U = tiles_in_flight<BITS, NT>();
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	return nt == 4 && (row_tiles >= 4 * 128 || w->k_tiles >= 128) ? 4 : 1;
+}
+
+// k tiles in flight per warp (each R row tiles deep): as many as registers allow.
+template <int BITS, int NT, int R> __host__ __device__ constexpr int tiles_in_flight()
+{
+	return R > 1 ? 1 : NT >= 4 ? 2 : (BITS == 4 && NT == 1) ? 8 : (BITS <= 4 ? 4 : 2);
+}
+
+// The lane's loads for k tile kt of R row tiles starting at tiles (row tile stride rt_bytes).
+template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R>
+__device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, int nr, const uint8_t *tiles,
+					    size_t rt_bytes, const uint32_t *sc_row, const uint32_t *zp_row,
+					    const T *x, uint32_t (&w)[R][BITS], uint32_t (&sc)[R], uint32_t (&zp)[R],
+					    uint4 (&xv)[NT][2])
+{
+	const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+	const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
+#pragma unroll
+	for (int r = 0; r < R; r++) {
+		const bool okr = ok && r < nr;
+		if (okr) {
+			qtile_load_global<BITS>(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS), lane, w[r]);
+		} else {
+#pragma unroll
+			for (int i = 0; i < BITS; i++)
+				w[r][i] = 0;
+		}
+		const size_t so = (size_t)r * a.n_groups * 8 + (size_t)grp * 8;
+		sc[r] = okr ? __ldg(sc_row + so) : 0u;
+		zp[r] = (!SYM && okr) ? __ldg(zp_row + so) : 0u;
+	}
+#pragma unroll
+	for (int j = 0; j < NT; j++) {
+		const int tok = 8 * j + g;
+		if (ok && tok < a.M) {
+			const uint4 *p = reinterpret_cast<const uint4 *>(x + (size_t)tok * a.ldx + (size_t)kt * 64 + 16 * t);
+			xv[j][0] = __ldg(p);
+			xv[j][1] = __ldg(p + 1);
+		} else {
+			xv[j][0] = make_uint4(0, 0, 0, 0);
+			xv[j][1] = make_uint4(0, 0, 0, 0);
+		}
+	}
+}
+
+template <typename T> __device__ __forceinline__ void store_out(const reg_args &a, T *y, int N, int rt, int e, float v)
+{
+	const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
+	const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
+	if (row < N && tok < a.M)
+		y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
+}
+
+// Two CTAs per SM (at most 128 registers a thread) with one row tile a CTA. H100, us, the previous
+// version (no bound; the same loads) -> this one: 1 token 8192x28672 51.6 -> 45.5, 28672x8192
+// 48.5 -> 44.1; 32 tokens 4096x4096 10.7 -> 8.6; but 16 tokens (four k tiles in flight) 8192x28672
+// 52.4 -> 62.4, 8192x8192 15.8 -> 18.8, while 4096x4096 6.9 -> 6.1 and 14336x4096 19.4 -> 15.8.
+// Lifting it at 9-16 tokens is untested.
+template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R>
+__global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(const reg_args a)
+{
+	constexpr int U = tiles_in_flight<BITS, NT, R>();
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
 	const int bx = blockIdx.x;
-	const int wi = a.n_weights > 2 && bx >= a.w[2].rt_begin   ? 2
-		       : a.n_weights > 1 && bx >= a.w[1].rt_begin ? 1
-								  : 0;
+	const int wi = a.n_weights > 2 && bx >= a.w[2].cta_begin   ? 2
+		       : a.n_weights > 1 && bx >= a.w[1].cta_begin ? 1
+								   : 0;
 	const reg_weight W = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2]; // selects, not a run-time index
-	const int rt = bx - W.rt_begin, split = blockIdx.y;
+	const int rt0 = (bx - W.cta_begin) * R, nr = min(R, W.row_tiles - rt0), split = blockIdx.y;
 	const int kt_begin = split * a.kt_per_split;
 	const int kt_end = min(a.k_tiles, kt_begin + a.kt_per_split);
-	const uint8_t *tiles = W.qw + (size_t)rt * a.k_tiles * qtile_bytes(BITS);
-	const uint32_t *sc_row = W.scales + (size_t)rt * a.n_groups * 8 + g;
-	const uint32_t *zp_row = SYM ? nullptr : W.zeros + (size_t)rt * a.n_groups * 8 + g;
+	const size_t rt_bytes = (size_t)a.k_tiles * qtile_bytes(BITS);
+	const uint8_t *tiles = W.qw + (size_t)rt0 * rt_bytes;
+	const uint32_t *sc_row = W.scales + (size_t)rt0 * a.n_groups * 8 + g;
+	const uint32_t *zp_row = SYM ? nullptr : W.zeros + (size_t)rt0 * a.n_groups * 8 + g;
 	const T *x = static_cast<const T *>(a.x);
 
-	float acc[NT][4];
+	float acc[R][NT][4];
 #pragma unroll
-	for (int j = 0; j < NT; j++)
-		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+	for (int r = 0; r < R; r++)
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+			acc[r][j][0] = acc[r][j][1] = acc[r][j][2] = acc[r][j][3] = 0.0f;
 
 	for (int kt0 = kt_begin + warp; kt0 < kt_end; kt0 += kWarps * U) {
-		uint32_t w[U][BITS];
+		uint32_t w[U][R][BITS];
 		uint4 xv[U][NT][2];
-		uint32_t sc[U], zp[U];
+		uint32_t sc[U][R], zp[U][R];
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			const int kt = kt0 + kWarps * u;
-			const bool ok = kt < kt_end;
-			if (ok) {
-				qtile_load_global<BITS>(tiles + (size_t)kt * qtile_bytes(BITS), lane, w[u]);
-			} else {
-#pragma unroll
-				for (int i = 0; i < BITS; i++)
-					w[u][i] = 0;
-			}
-			const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
-			sc[u] = ok ? __ldg(sc_row + (size_t)grp * 8) : 0u;
-			zp[u] = (!SYM && ok) ? __ldg(zp_row + (size_t)grp * 8) : 0u;
-#pragma unroll
-			for (int j = 0; j < NT; j++) {
-				const int tok = 8 * j + g;
-				if (ok && tok < a.M) {
-					const uint4 *p = reinterpret_cast<const uint4 *>(x + (size_t)tok * a.ldx +
-											 (size_t)kt * 64 + 16 * t);
-					xv[u][j][0] = __ldg(p);
-					xv[u][j][1] = __ldg(p + 1);
-				} else {
-					xv[u][j][0] = make_uint4(0, 0, 0, 0);
-					xv[u][j][1] = make_uint4(0, 0, 0, 0);
-				}
-			}
+			load_k_tile<T, BITS, SYM, FOLD, NT, R>(a, kt, kt < kt_end, nr, tiles, rt_bytes, sc_row, zp_row, x,
+							       w[u], sc[u], zp[u], xv[u]);
 		}
 #pragma unroll
 		for (int u = 0; u < U; u++)
-			qtile_mma<T, BITS, SYM, FOLD, NT>(w[u], sc[u], zp[u], xv[u], acc);
+#pragma unroll
+			for (int r = 0; r < R; r++)
+				qtile_mma<T, BITS, SYM, FOLD, NT>(w[u][r], sc[u][r], zp[u][r], xv[u], acc[r]);
 	}
 
-	// Sum the warps: red[warp][e], e = (j * 4 + c) * 32 + lane.
+	// Sum the warps, one row tile at a time: red[warp][e], e = (j * 4 + c) * 32 + lane.
 	constexpr int E = NT * 128;
 	__shared__ float red[kWarps][E];
 	__shared__ int is_last;
-#pragma unroll
-	for (int j = 0; j < NT; j++)
-#pragma unroll
-		for (int c = 0; c < 4; c++)
-			red[warp][(j * 4 + c) * 32 + lane] = acc[j][c];
-	__syncthreads();
 	T *y = static_cast<T *>(W.y);
 	const int N = W.N;
-	const size_t cta = blockIdx.x; // partials are indexed by the launch's row tile
-	for (int e = threadIdx.x; e < E; e += blockDim.x) {
-		float v = 0.0f;
+	const size_t cta = blockIdx.x; // partials are indexed by the launch's CTA
 #pragma unroll
-		for (int i = 0; i < kWarps; i++)
-			v += red[i][e];
-		if (a.splits == 1) {
-			const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
-			const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
-			if (row < N && tok < a.M)
-				y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
-		} else {
-			a.ws[(cta * a.splits + split) * E + e] = v;
+	for (int r = 0; r < R; r++) {
+		if (r > 0)
+			__syncthreads(); // the previous row tile's sums are read
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int c = 0; c < 4; c++)
+				red[warp][(j * 4 + c) * 32 + lane] = acc[r][j][c];
+		__syncthreads();
+		if (r >= nr)
+			continue; // uniform over the CTA
+		for (int e = threadIdx.x; e < E; e += blockDim.x) {
+			float v = 0.0f;
+#pragma unroll
+			for (int i = 0; i < kWarps; i++)
+				v += red[i][e];
+			if (a.splits == 1)
+				store_out<T>(a, y, N, rt0 + r, e, v);
+			else
+				a.ws[((cta * a.splits + split) * R + r) * E + e] = v;
 		}
 	}
 	if (a.splits == 1)
@@ -152,57 +202,56 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_reg_kernel(const reg_args a
 	__threadfence();
 	__syncthreads();
 	if (threadIdx.x == 0)
-		is_last = atomicAdd(&W.counters[rt], 1) == a.splits - 1;
+		is_last = atomicAdd(&W.counters[rt0], 1) == a.splits - 1;
 	__syncthreads();
 	if (!is_last)
 		return;
-	for (int e = threadIdx.x; e < E; e += blockDim.x) {
+	for (int e = threadIdx.x; e < nr * E; e += blockDim.x) {
 		float v = 0.0f;
 		for (int sp = 0; sp < a.splits; sp++)
-			v += __ldcg(&a.ws[(cta * a.splits + sp) * E + e]);
-		const int l = e & 31, c = (e >> 5) & 3, j = e >> 7;
-		const int row = rt * 16 + (l >> 2) + 8 * (c >> 1), tok = 8 * j + 2 * (l & 3) + (c & 1);
-		if (row < N && tok < a.M)
-			y[(size_t)tok * N + row] = dtype_traits<T>::from_f(v);
+			v += __ldcg(&a.ws[(cta * a.splits + sp) * R * E + e]);
+		store_out<T>(a, y, N, rt0 + e / E, e % E, v);
 	}
 	if (threadIdx.x == 0)
-		W.counters[rt] = 0;
+		W.counters[rt0] = 0;
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
-void launch_nt(const reg_args &a, dim3 grid, cudaStream_t stream, int nt)
+void launch_nt(const reg_args &a, dim3 grid, cudaStream_t stream, int nt, int r)
 {
 	if (nt == 1)
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 1, 1><<<grid, kWarps * 32, 0, stream>>>(a);
 	else if (nt == 2)
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 2><<<grid, kWarps * 32, 0, stream>>>(a);
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 2, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+	else if (r == 1)
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 1><<<grid, kWarps * 32, 0, stream>>>(a);
 	else
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4><<<grid, kWarps * 32, 0, stream>>>(a);
+		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 4><<<grid, kWarps * 32, 0, stream>>>(a);
 }
 
 template <typename T, int BITS>
-void launch_bits(const reg_args &a, dim3 grid, cudaStream_t stream, int nt, bool sym, bool fold)
+void launch_bits(const reg_args &a, dim3 grid, cudaStream_t stream, int nt, int r, bool sym, bool fold)
 {
 	if (sym && fold)
-		launch_nt<T, BITS, true, true>(a, grid, stream, nt);
+		launch_nt<T, BITS, true, true>(a, grid, stream, nt, r);
 	else if (sym)
-		launch_nt<T, BITS, true, false>(a, grid, stream, nt);
+		launch_nt<T, BITS, true, false>(a, grid, stream, nt, r);
 	else if (fold)
-		launch_nt<T, BITS, false, true>(a, grid, stream, nt);
+		launch_nt<T, BITS, false, true>(a, grid, stream, nt, r);
 	else
-		launch_nt<T, BITS, false, false>(a, grid, stream, nt);
+		launch_nt<T, BITS, false, false>(a, grid, stream, nt, r);
 }
 
 template <typename T>
-void launch_type(const reg_args &a, dim3 grid, cudaStream_t stream, int bits, int nt, bool sym, bool fold)
+void launch_type(const reg_args &a, dim3 grid, cudaStream_t stream, int bits, int nt, int r, bool sym, bool fold)
 {
 	switch (bits) {
-	case 2: launch_bits<T, 2>(a, grid, stream, nt, sym, fold); break;
-	case 3: launch_bits<T, 3>(a, grid, stream, nt, sym, fold); break;
-	case 4: launch_bits<T, 4>(a, grid, stream, nt, sym, fold); break;
-	case 5: launch_bits<T, 5>(a, grid, stream, nt, sym, fold); break;
-	case 6: launch_bits<T, 6>(a, grid, stream, nt, sym, fold); break;
-	default: launch_bits<T, 8>(a, grid, stream, nt, sym, fold); break;
+	case 2: launch_bits<T, 2>(a, grid, stream, nt, r, sym, fold); break;
+	case 3: launch_bits<T, 3>(a, grid, stream, nt, r, sym, fold); break;
+	case 4: launch_bits<T, 4>(a, grid, stream, nt, r, sym, fold); break;
+	case 5: launch_bits<T, 5>(a, grid, stream, nt, r, sym, fold); break;
+	case 6: launch_bits<T, 6>(a, grid, stream, nt, r, sym, fold); break;
+	default: launch_bits<T, 8>(a, grid, stream, nt, r, sym, fold); break;
 	}
 }
 
@@ -212,14 +261,18 @@ qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int
 {
 	qgemv_plan_t p;
 	memset(&p, 0, sizeof p);
-	p.ctas = row_tiles;
+	const int nt = n_tiles_of(M), R = rows_per_cta(w, row_tiles, nt);
+	p.rows_per_cta = R;
+	// a multi-weight launch rounds each weight up to whole CTAs: at most 2 more than one weight
+	p.ctas = ceil_div64(row_tiles, R) + (R > 1 ? 2 : 0);
+	const int per_sm = R > 1 ? 1 : 2; // CTAs resident per SM (registers)
 	int64_t splits = split_k > 0 ? split_k : 1;
-	if (split_k <= 0) // about two CTAs per SM, one k tile per warp at least
-		while (splits < 16 && p.ctas * splits * 2 <= 2 * (int64_t)n_sms && w->k_tiles / (splits * 2) >= 8)
+	if (split_k <= 0) // about a wave of CTAs, one k tile per warp at least
+		while (splits < 16 && p.ctas * splits * 2 <= per_sm * (int64_t)n_sms && w->k_tiles / (splits * 2) >= 8)
 			splits *= 2;
 	p.kt_per_split = (int)ceil_div64(w->k_tiles, splits);
 	p.splits = (int)ceil_div64(w->k_tiles, p.kt_per_split);
-	p.ws_floats = p.splits > 1 ? (size_t)row_tiles * p.splits * 128 * n_tiles_of(M) : 0;
+	p.ws_floats = p.splits > 1 ? (size_t)p.ctas * R * p.splits * 128 * nt : 0;
 	return p;
 }
 
@@ -229,7 +282,8 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 	reg_args a;
 	memset(&a, 0, sizeof a);
 	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
-	int64_t rt_begin = 0;
+	const int nt = n_tiles_of(c->M), R = p->rows_per_cta;
+	int64_t cta_begin = 0;
 	for (int i = 0; i < a.n_weights; i++) {
 		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
 		reg_weight &r = a.w[i];
@@ -238,8 +292,9 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 		r.y = i ? c->more_y[i - 1] : c->y;
 		r.counters = wi->counters;
 		r.N = (int)wi->rows;
-		r.rt_begin = (int)rt_begin;
-		rt_begin += wi->row_tiles;
+		r.row_tiles = (int)wi->row_tiles;
+		r.cta_begin = (int)cta_begin;
+		cta_begin += ceil_div64(wi->row_tiles, R);
 	}
 	a.x = c->x;
 	a.ws = c->ws;
@@ -251,11 +306,10 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 	a.kt_per_split = p->kt_per_split;
 	a.splits = p->splits;
 	const bool fold = w->group_size == 0 || w->group_size >= 64;
-	dim3 grid((unsigned)rt_begin, (unsigned)p->splits);
-	const int nt = n_tiles_of(c->M);
+	dim3 grid((unsigned)cta_begin, (unsigned)p->splits);
 	if (c->dt == SHRINK_CUDA_F16)
-		launch_type<__half>(a, grid, ctx->stream, w->bits, nt, w->symmetric, fold);
+		launch_type<__half>(a, grid, ctx->stream, w->bits, nt, R, w->symmetric, fold);
 	else
-		launch_type<__nv_bfloat16>(a, grid, ctx->stream, w->bits, nt, w->symmetric, fold);
+		launch_type<__nv_bfloat16>(a, grid, ctx->stream, w->bits, nt, R, w->symmetric, fold);
 	return shrink_cuda_launched(ctx, "qgemv_reg");
 }

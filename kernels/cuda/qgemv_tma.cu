@@ -40,8 +40,10 @@ constexpr int kStageTiles = 2 * kConsumers;      // k tiles per stage: two per c
 constexpr int kMaxStages = 16;
 constexpr int kMinStages = 2;
 constexpr int kRed = 2;                          // reduction buffers (row tiles in hand-over)
-// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles: deeper rings
-// measured no faster), at most kMaxSmemBytes (two slots and large activations).
+// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles), at most kMaxSmemBytes
+// (two slots and large activations). Deeper rings measured no faster when the producer copies x
+// (7-16 slots), and slower when the consumers form x (shrink_cuda_xin; H100, decode profile: 23.2
+// us a gate/up or down launch with 7 slots, 24.0 with 10).
 constexpr int kSmemBytes = 128 * 1024;
 constexpr int kMaxSmemBytes = 200 * 1024;
 constexpr int kMaxWeights = 3;
@@ -64,6 +66,12 @@ struct tma_args {
 	int row_tiles, stages;  // of the launch; ring slots
 	uint32_t x_row_bytes;   // k_tiles * 128: one token's activations in shared memory
 	uint32_t group_bytes;   // scale (or zero) bytes of a slot: max groups of a stage * 32
+	// activations formed by the consumers (shrink_cuda_xin; PLAIN: the producer copies x)
+	int xop;
+	const void *up;         // SWIGLU: x is the gate
+	const float *res;       // ADD_RMSNORM: x (may be NULL) is added to res
+	const __half *norm_w;
+	float eps;
 };
 
 // ---- mbarriers and bulk copies (PTX, sm_90) ----
@@ -125,15 +133,18 @@ template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
 	return (uint32_t)kStageTiles * qtile_bytes(BITS);
 }
 
-// The activations (all of them: M K 2 bytes), then the weights' stages as the consumers free slots.
+// The activations (all of them: M K 2 bytes; unless the consumers form them), then the weights'
+// stages as the consumers free slots.
 template <int BITS, bool SYM>
 __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
 			uint32_t empty, uint32_t xs, uint32_t xbar, size_t elem)
 {
-	mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
-	for (int m = 0; m < a.M; m++)
-		bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
-			  a.x_row_bytes, xbar);
+	if (a.xop == SHRINK_CUDA_XIN_PLAIN) {
+		mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
+		for (int m = 0; m < a.M; m++)
+			bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
+				  a.x_row_bytes, xbar);
+	}
 	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
 	int i = 0;
 	for (int r = r0; r < r1; r++)
@@ -153,6 +164,142 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 			if (!SYM)
 				bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
 		}
+}
+
+// Sum over the consumer warps (named barrier 1; the producer and reducer never join it), in warp
+// order: every consumer thread gets the same value.
+__device__ __forceinline__ float consumers_sum(float v, float *scratch)
+{
+	v = warp_sum(v);
+	if ((threadIdx.x & 31) == 0)
+		scratch[threadIdx.x >> 5] = v;
+	asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 32) : "memory");
+	float s = 0.0f;
+#pragma unroll
+	for (int w = 0; w < kConsumers; w++)
+		s += scratch[w];
+	return s;
+}
+
+// The consumers form the activations in shared memory (shrink_cuda_xin; K = 64 k_tiles, 8 columns
+// a chunk) while the producer already streams the weights: the SwiGLU or RMSNorm that ran as a
+// kernel of its own before the GEMV costs no launch here. It is on the consumers' critical path,
+// so a thread issues the loads of kRound chunks before it uses any (one chunk at a time measured
+// 2.3 us a launch on the H100: a round trip to L2 per chunk), and the RMSNorm keeps its row in
+// registers between its two passes where one round covers it (K <= 16384).
+constexpr int kRound = 4;
+
+template <typename T> __device__ void form_swiglu(const tma_args &a, int m, uint32_t xm)
+{
+	constexpr int NT = kConsumers * 32;
+	const int K8 = a.k_tiles * 8;
+	const uint4 *g4 = reinterpret_cast<const uint4 *>(static_cast<const T *>(a.x) + (size_t)m * a.ldx);
+	const uint4 *u4 = reinterpret_cast<const uint4 *>(static_cast<const T *>(a.up) + (size_t)m * a.ldx);
+	for (int c0 = threadIdx.x; c0 < K8; c0 += kRound * NT) {
+		uint4 gv[kRound], uv[kRound];
+#pragma unroll
+		for (int u = 0; u < kRound; u++) {
+			const int c = c0 + u * NT;
+			gv[u] = c < K8 ? g4[c] : make_uint4(0, 0, 0, 0);
+			uv[u] = c < K8 ? u4[c] : make_uint4(0, 0, 0, 0);
+		}
+#pragma unroll
+		for (int u = 0; u < kRound; u++) {
+			if (c0 + u * NT >= K8)
+				break;
+			uint4 o;
+			const T *gp = reinterpret_cast<const T *>(&gv[u]), *up = reinterpret_cast<const T *>(&uv[u]);
+			T *op = reinterpret_cast<T *>(&o);
+#pragma unroll
+			for (int e = 0; e < 8; e++) { // as swiglu_kernel (ops.cu)
+				const float gf = dtype_traits<T>::to_f(gp[e]), uf = dtype_traits<T>::to_f(up[e]);
+				op[e] = dtype_traits<T>::from_f(gf / (1.0f + expf(-gf)) * uf);
+			}
+			sts128(xm + 16 * (c0 + u * NT), o);
+		}
+	}
+}
+
+// res + x of chunks c0 + u NT (zero past the row) and their norm weights.
+__device__ __forceinline__ void norm_round(const tma_args &a, int m, int c0, float (&v)[kRound][8],
+					   uint4 (&wv)[kRound])
+{
+	constexpr int NT = kConsumers * 32;
+	const int K8 = a.k_tiles * 8, K = 8 * K8;
+	const float4 *r4 = reinterpret_cast<const float4 *>(a.res + (size_t)m * K);
+	const uint4 *p4 = a.x ? reinterpret_cast<const uint4 *>(static_cast<const __half *>(a.x) + (size_t)m * a.ldx)
+			      : nullptr;
+	const uint4 *w4 = reinterpret_cast<const uint4 *>(a.norm_w);
+	float4 lo[kRound], hi[kRound];
+	uint4 pv[kRound];
+#pragma unroll
+	for (int u = 0; u < kRound; u++) {
+		const int c = c0 + u * NT;
+		const bool ok = c < K8;
+		lo[u] = ok ? r4[2 * c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+		hi[u] = ok ? r4[2 * c + 1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+		pv[u] = ok && p4 ? p4[c] : make_uint4(0, 0, 0, 0);
+		wv[u] = ok ? w4[c] : make_uint4(0, 0, 0, 0);
+	}
+#pragma unroll
+	for (int u = 0; u < kRound; u++) {
+		const __half2 *ph = reinterpret_cast<const __half2 *>(&pv[u]);
+		const float r[8] = {lo[u].x, lo[u].y, lo[u].z, lo[u].w, hi[u].x, hi[u].y, hi[u].z, hi[u].w};
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const float2 f = __half22float2(ph[e]); // zero when there is no pending row
+			v[u][2 * e] = r[2 * e] + f.x, v[u][2 * e + 1] = r[2 * e + 1] + f.y;
+		}
+	}
+}
+
+// As add_rmsnorm_kernel (backend.cu), the residual left as it is. T is __half.
+__device__ void form_rmsnorm(const tma_args &a, int m, uint32_t xm, float *scratch)
+{
+	constexpr int NT = kConsumers * 32;
+	const int K8 = a.k_tiles * 8;
+	const bool cached = K8 <= kRound * NT;
+	float v[kRound][8];
+	uint4 wv[kRound];
+	float ss = 0.0f;
+	for (int c0 = threadIdx.x; c0 < K8; c0 += kRound * NT) {
+		norm_round(a, m, c0, v, wv);
+#pragma unroll
+		for (int u = 0; u < kRound; u++)
+#pragma unroll
+			for (int e = 0; e < 8; e++)
+				ss += v[u][e] * v[u][e];
+	}
+	const float scale = rsqrtf(consumers_sum(ss, scratch) / (float)(8 * K8) + a.eps);
+	for (int c0 = threadIdx.x; c0 < K8; c0 += kRound * NT) {
+		if (!cached)
+			norm_round(a, m, c0, v, wv);
+#pragma unroll
+		for (int u = 0; u < kRound; u++) {
+			if (c0 + u * NT >= K8)
+				break;
+			const __half2 *wh = reinterpret_cast<const __half2 *>(&wv[u]);
+			uint4 o;
+			uint32_t *ow = reinterpret_cast<uint32_t *>(&o);
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const float2 wf = __half22float2(wh[e]);
+				ow[e] = as_u32(__floats2half2_rn(v[u][2 * e] * scale * wf.x, v[u][2 * e + 1] * scale * wf.y));
+			}
+			sts128(xm + 16 * (c0 + u * NT), o);
+		}
+	}
+}
+
+template <typename T> __device__ void form_x(const tma_args &a, uint32_t xs, float (*scratch)[kConsumers])
+{
+	for (int m = 0; m < a.M; m++) {
+		if (a.xop == SHRINK_CUDA_XIN_SWIGLU)
+			form_swiglu<T>(a, m, xs + m * a.x_row_bytes);
+		else
+			form_rmsnorm(a, m, xs + m * a.x_row_bytes, scratch[m]);
+	}
+	asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 32) : "memory"); // every consumer's columns are in place
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
@@ -243,6 +390,7 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 	// full[stages], empty[stages], x, red_full[kRed], red_empty[kRed]
 	__shared__ __align__(8) uint64_t bars[2 * kMaxStages + 1 + 2 * kRed];
 	__shared__ float red[kRed][kConsumers][128];
+	__shared__ float xsum[kMaxTokens][kConsumers]; // form_x's RMSNorm sums
 	const int r0 = (int)((int64_t)blockIdx.x * a.row_tiles / gridDim.x);
 	const int r1 = (int)((int64_t)(blockIdx.x + 1) * a.row_tiles / gridDim.x);
 	const uint32_t full = smem_u32(bars), empty = full + 8 * kMaxStages, xbar = full + 16 * kMaxStages;
@@ -271,7 +419,10 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty, xs, xbar, sizeof(T));
 		return;
 	}
-	mbar_wait(xbar, 0);
+	if (a.xop == SHRINK_CUDA_XIN_PLAIN)
+		mbar_wait(xbar, 0);
+	else
+		form_x<T>(a, xs, xsum);
 	consume<T, BITS, SYM, FOLD>(a, r0, r1, xs, ring, slot_bytes, full, empty, red_full, red_empty, red);
 }
 
@@ -372,6 +523,10 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
 		rt += wi->row_tiles;
 	}
 	a.x = c->x, a.ldx = c->ldx, a.M = c->M;
+	if (c->xin) {
+		a.xop = c->xin->kind, a.x = c->xin->x, a.up = c->xin->up, a.res = c->xin->res;
+		a.norm_w = reinterpret_cast<const __half *>(c->xin->norm_w), a.eps = c->xin->eps;
+	}
 	a.k_tiles = (int)w->k_tiles, a.n_groups = (int)w->n_groups, a.gshift = qgroup_shift(w);
 	a.row_tiles = (int)rt;
 	a.stages = stages_for(w, c->M);

@@ -21,6 +21,8 @@ struct qcall {
 	int n_weights;
 	const shrink_cuda_qweight *more[2];
 	void *more_y[2];
+	// the TMA GEMV only: activations formed on the way in (NULL: x as it is)
+	const shrink_cuda_xin *xin;
 };
 
 // log2 of the group size in columns; 31 for one group per row.
@@ -38,11 +40,12 @@ static inline int qgroup_shift(const shrink_cuda_qweight *w)
 struct qgemv_plan_t {
 	int64_t ctas;     // CTAs along the rows
 	int splits, kt_per_split, tpw, slot_bytes, smem;
+	int rows_per_cta; // register GEMV: row tiles a CTA takes
 	size_t ws_floats; // split-K partials
 };
 qgemv_plan_t qgemv_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
 shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
-// The register-streaming version (qgemv_reg.cu); uses ctas, splits, kt_per_split, ws_floats.
+// The register-streaming version (qgemv_reg.cu); uses ctas, splits, kt_per_split, ws_floats, rows_per_cta.
 // row_tiles: of all the weights of the launch (qcall.n_weights).
 qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int M, int n_sms, int split_k);
 shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p);
@@ -54,6 +57,9 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c);
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
 size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits);
 int qgemm_block_tokens(int M);
+// The residual RMSNorm of backend.cu (shrink_cuda_add2_rmsnorm_f32; keep false: x not updated).
+shrink_status add_rmsnorm_launch(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2, bool keep,
+				 const uint16_t *weight, int64_t n_tok, int64_t dim, float eps, uint16_t *out);
 // out [N][K] (dt) = dequantized weight.
 shrink_status qdequant_launch(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt, void *out);
 

@@ -277,6 +277,66 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 	return qgemv_reg_launch(ctx, &c, &p.gemv);
 }
 
+// The activations of in, formed by a kernel of their own into in->scratch (the unfused way).
+extern "C" shrink_status shrink_cuda_xin_form(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const shrink_cuda_xin *in,
+					      int64_t n_tok, int64_t K)
+{
+	switch (in->kind) {
+	case SHRINK_CUDA_XIN_SWIGLU:
+		return shrink_cuda_swiglu(ctx, dt, in->x, in->up, n_tok * K, in->scratch);
+	case SHRINK_CUDA_XIN_ADD_RMSNORM:
+		if (dt != SHRINK_CUDA_F16)
+			return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "xin: the residual RMSNorm is f16 only");
+		return add_rmsnorm_launch(ctx, const_cast<float *>(in->res), static_cast<const uint16_t *>(in->x), NULL,
+					  false, in->norm_w, n_tok, K, in->eps, static_cast<uint16_t *>(in->scratch));
+	default:
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "xin: nothing to form");
+	}
+}
+
+static bool aligned16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int n_w,
+						       const shrink_cuda_qweight *const *w, shrink_cuda_dtype dt,
+						       const shrink_cuda_xin *in, int64_t n_tok, void *const *y)
+{
+	if (!in || n_w < 1 || n_w > 3 || !w || !w[0] || !y)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi_xin: bad arguments");
+	if (in->kind == SHRINK_CUDA_XIN_PLAIN)
+		return shrink_cuda_qlinear_multi(ctx, n_w, w, dt, in->x, n_tok, y);
+	const bool swiglu = in->kind == SHRINK_CUDA_XIN_SWIGLU;
+	if ((!swiglu && in->kind != SHRINK_CUDA_XIN_ADD_RMSNORM) || !in->scratch || (swiglu && (!in->x || !in->up)) ||
+	    (!swiglu && (!in->res || !in->norm_w || dt != SHRINK_CUDA_F16)) || n_tok < 0)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi_xin: bad activations");
+	if (n_tok == 0)
+		return SHRINK_OK;
+	const int64_t K = w[0]->cols;
+	// fused: one launch of the TMA GEMV that forms the activations itself
+	qcall c;
+	memset(&c, 0, sizeof c);
+	c.w = w[0], c.dt = dt, c.x = in->scratch, c.ldx = K, c.M = (int)n_tok, c.y = y[0], c.splits = 1;
+	c.n_weights = n_w;
+	int64_t row_tiles = w[0]->row_tiles;
+	for (int i = 1; i < n_w; i++)
+		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i], row_tiles += w[i]->row_tiles;
+	bool fused = n_tok <= kTmaMaxTokens && K % 64 == 0 && same_scheme(w, n_w) &&
+		     (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16);
+	const void *ptrs[] = {in->x, in->up, in->res, in->norm_w};
+	for (int i = 0; i < 4; i++)
+		fused = fused && aligned16(ptrs[i]);
+	for (int i = 0; i < n_w; i++)
+		fused = fused && y[i] && aligned16(y[i]);
+	if (fused && prefer_tma(ctx, &c, row_tiles)) {
+		c.xin = in;
+		return qgemv_tma_launch(ctx, &c);
+	}
+	shrink_status st = shrink_cuda_xin_form(ctx, dt, in, n_tok, K);
+	return st ? st : shrink_cuda_qlinear_multi(ctx, n_w, w, dt, in->scratch, n_tok, y);
+}
+
 extern "C" size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok)
 {
 	int64_t row_tiles = 0;

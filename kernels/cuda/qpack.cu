@@ -134,12 +134,14 @@ template <typename T> __global__ void dequant_kernel(const shrink_cuda_qweight w
 	default: run(std::integral_constant<int, 8>()); break;
 	}
 	// Row g + 8 h, columns col0 + 4 s + 2 (r >> 1) + e come from pair P = 4 s + r, r = h + 2 (r >> 1):
-	// the lane's 16 columns of each of its two rows are contiguous.
+	// the lane's 16 columns of each of its two rows are contiguous. The warp stages its 16 x 64
+	// tile in shared memory and then writes whole 128-byte row pieces (4 rows per instruction):
+	// the lanes' own 32-byte pieces, 8 rows apart, ran at 35-50 % of copy bandwidth (H100).
+	constexpr int kPitch = 64 + 8; // elements per staged row (the pad spreads the banks)
+	__shared__ __align__(16) T stage[8][16 * kPitch];
+	T *st = stage[threadIdx.x >> 5];
 #pragma unroll
 	for (int h = 0; h < 2; h++) {
-		const int64_t row = rt * 16 + g + 8 * h;
-		if (row >= w.rows)
-			continue;
 		const float scale = h ? sf.y : sf.x;
 		alignas(16) T v[16];
 #pragma unroll
@@ -151,13 +153,25 @@ template <typename T> __global__ void dequant_kernel(const shrink_cuda_qweight w
 				v[4 * s + 2 * c + 1] = dtype_traits<T>::from_f(q.y * scale);
 			}
 		}
-		T *dst = out + row * w.cols + col0;
-		if (col0 + 16 <= w.cols && (w.cols & 7) == 0) {
-			reinterpret_cast<uint4 *>(dst)[0] = *reinterpret_cast<uint4 *>(&v[0]);
-			reinterpret_cast<uint4 *>(dst)[1] = *reinterpret_cast<uint4 *>(&v[8]);
+		uint4 *d = reinterpret_cast<uint4 *>(st + (g + 8 * h) * kPitch + 16 * t);
+		d[0] = *reinterpret_cast<uint4 *>(&v[0]);
+		d[1] = *reinterpret_cast<uint4 *>(&v[8]);
+	}
+	__syncwarp();
+	const bool whole = kt * 64 + 64 <= w.cols && (w.cols & 7) == 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		const int c = lane + 32 * i, r = c >> 3, o = 8 * (c & 7); // row r of the tile, columns o..o+7
+		const int64_t row = rt * 16 + r;
+		if (row >= w.rows)
+			continue;
+		T *dst = out + row * w.cols + kt * 64 + o;
+		const T *src = st + r * kPitch + o;
+		if (whole) {
+			*reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
 		} else {
-			for (int i = 0; i < 16 && col0 + i < w.cols; i++)
-				dst[i] = v[i];
+			for (int e = 0; e < 8 && kt * 64 + o + e < w.cols; e++)
+				dst[e] = src[e];
 		}
 	}
 }

@@ -32,7 +32,7 @@ struct shrink_state_gpu {
 	int max_tokens, max_batch, n_layers;
 	uint16_t **kc, **vc;					/* per layer [max_tokens][kv_dim] f16 */
 	float *x;						/* residual stream [max_batch, dim] */
-	uint16_t *xb, *q, *k, *v, *att, *h1, *h3, *logits16; /* f16 activations */
+	uint16_t *xb, *xo, *q, *k, *v, *att, *h1, *h3, *logits16; /* f16 activations */
 	float *logits;						/* [max_batch, vocab] */
 	float *inv_freq;					/* head_dim / 2 */
 	float *host_x; /* embedding rows gathered on the host */
@@ -72,8 +72,8 @@ void gpu_state_free(struct shrink_state_gpu *s)
 	free(s->kc), free(s->vc);
 	shrink_cuda_graph_free(s->graph);
 	gpu_kv_free(s->kv);
-	void *dev[] = {s->x,  s->xb,	 s->q,	    s->k,	 s->v,	    s->att,
-		       s->h1, s->h3,	 s->logits16, s->logits, s->inv_freq, s->pos_dev};
+	void *dev[] = {s->x,  s->xb, s->xo,	    s->q,      s->k,	    s->v,	s->att,
+		       s->h1, s->h3, s->logits16, s->logits, s->inv_freq, s->pos_dev};
 	for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
 		shrink_cuda_release(dev[i]);
 	free(s->host_x);
@@ -124,7 +124,8 @@ static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gp
 		void **p;
 		size_t bytes;
 	} want[] = {
-		{(void **)&s->x, b * dim * 4},	   {(void **)&s->xb, b * dim * 2},   {(void **)&s->q, b * qd * 2},
+		{(void **)&s->x, b * dim * 4},	   {(void **)&s->xb, b * dim * 2},   {(void **)&s->xo, dim * 2},
+		{(void **)&s->q, b * qd * 2},
 		{(void **)&s->k, b * kvd * 2},	   {(void **)&s->v, b * kvd * 2},    {(void **)&s->att, b * qd * 2},
 		{(void **)&s->h1, b * ffn * 2},	   {(void **)&s->h3, b * ffn * 2},   {(void **)&s->logits, b * vocab * 4},
 		{(void **)&s->inv_freq, hd / 2 * 4},
@@ -286,8 +287,24 @@ static shrink_status linear_multi(shrink_cuda_ctx *ctx, int n_w, const gpu_weigh
 	return st;
 }
 
-/* One token's attention block with the position read from s->pos_dev (capturable). */
-static shrink_status attention_decode(const shrink_model *m, struct shrink_state_gpu *s, int l, const uint16_t *pending)
+/* linear_multi over activations formed on the way in (shrink_cuda_xin): fused into the GEMV's load
+ * where the TMA GEMV takes the weights, else formed first into in->scratch. */
+static shrink_status linear_multi_xin(shrink_cuda_ctx *ctx, int n_w, const gpu_weight *const *w,
+				      const shrink_cuda_xin *in, uint16_t *const *y)
+{
+	const shrink_cuda_qweight *q[3];
+	bool all_q = true;
+	for (int i = 0; i < n_w; i++)
+		all_q = all_q && w[i]->quantized, q[i] = &w[i]->q;
+	if (all_q)
+		return shrink_cuda_qlinear_multi_xin(ctx, n_w, q, SHRINK_CUDA_F16, in, 1, (void *const *)y);
+	shrink_status st = shrink_cuda_xin_form(ctx, SHRINK_CUDA_F16, in, 1, w[0]->cols);
+	return st ? st : linear_multi(ctx, n_w, w, in->scratch, 1, y);
+}
+
+/* One token's attention block with the position read from s->pos_dev (capturable). The previous
+ * layer's o_proj and down_proj outputs (xo, xb; NULL for the first) join the residual here. */
+static shrink_status attention_decode(const shrink_model *m, struct shrink_state_gpu *s, int l, bool pending)
 {
 	const shrink_config *c = m->config;
 	const gpu_layer *w = &s->g->layers[l];
@@ -295,7 +312,8 @@ static shrink_status attention_decode(const shrink_model *m, struct shrink_state
 	int nh = c->layers[l].n_heads, nkv = c->layers[l].n_kv_heads, hd = c->head_dim;
 	const gpu_weight *qkv[] = {&w->wq, &w->wk, &w->wv}, *bias[] = {&w->bq, &w->bk, &w->bv};
 	uint16_t *out[] = {s->q, s->k, s->v};
-	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, pending, w->attn_norm.dense, 1, c->dim, c->norm_eps, s->xb);
+	shrink_status st = shrink_cuda_add2_rmsnorm_f32(ctx, s->x, pending ? s->xo : NULL, pending ? s->xb : NULL,
+							w->attn_norm.dense, 1, c->dim, c->norm_eps, s->xb);
 	if (!st)
 		st = linear_multi(ctx, 3, qkv, s->xb, 1, out);
 	for (int i = 0; i < 3 && !st; i++)
@@ -306,25 +324,25 @@ static shrink_status attention_decode(const shrink_model *m, struct shrink_state
 						  s->pos_dev, s->max_tokens, s->kc[l], s->vc[l], 1.0f / sqrtf((float)hd),
 						  s->att);
 	if (!st)
-		st = linear(ctx, &w->wo, NULL, s->att, 1, s->xb); /* added by ffn_block's norm */
+		st = linear(ctx, &w->wo, NULL, s->att, 1, s->xo);
 	return st;
 }
 
+/* The MLP of one token: its RMSNorm reads the residual plus xo without writing it back (the next
+ * block's norm adds xo and the down_proj output in xb), so that it and the SwiGLU can ride in the
+ * GEMVs' activation loads (shrink_cuda_xin): two launches fewer per layer. */
 static shrink_status ffn_decode(const shrink_model *m, struct shrink_state_gpu *s, int l)
 {
 	const shrink_config *c = m->config;
 	const gpu_layer *w = &s->g->layers[l];
 	shrink_cuda_ctx *ctx = s->g->ctx;
-	const gpu_weight *gu[] = {&w->w_gate, &w->w_up};
-	uint16_t *out[] = {s->h1, s->h3};
-	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, s->xb, w->ffn_norm.dense, 1, c->dim, c->norm_eps, s->xb);
-	if (!st)
-		st = linear_multi(ctx, 2, gu, s->xb, 1, out);
-	if (!st)
-		st = shrink_cuda_swiglu(ctx, SHRINK_CUDA_F16, s->h1, s->h3, c->layers[l].ffn_dim, s->h1);
-	if (!st)
-		st = linear(ctx, &w->w_down, NULL, s->h1, 1, s->xb); /* added by the next norm */
-	return st;
+	const gpu_weight *gu[] = {&w->w_gate, &w->w_up}, *down[] = {&w->w_down};
+	uint16_t *out[] = {s->h1, s->h3}, *out_down[] = {s->xb};
+	const shrink_cuda_xin norm = {.kind = SHRINK_CUDA_XIN_ADD_RMSNORM, .x = s->xo, .res = s->x,
+				      .norm_w = w->ffn_norm.dense, .eps = c->norm_eps, .scratch = s->xb};
+	const shrink_cuda_xin act = {.kind = SHRINK_CUDA_XIN_SWIGLU, .x = s->h1, .up = s->h3, .scratch = s->h1};
+	shrink_status st = linear_multi_xin(ctx, 2, gu, &norm, out);
+	return st ? st : linear_multi_xin(ctx, 1, down, &act, out_down);
 }
 
 /* Everything of a decode step after the embedding row reached s->x: the layers, the final norm
@@ -336,12 +354,13 @@ static shrink_status decode_ops(const shrink_model *m, struct shrink_state_gpu *
 	shrink_cuda_ctx *ctx = s->g->ctx;
 	shrink_status st = SHRINK_OK;
 	for (int l = 0; l < c->n_layers && !st; l++) {
-		st = attention_decode(m, s, l, l ? s->xb : NULL);
+		st = attention_decode(m, s, l, l > 0);
 		if (!st)
 			st = ffn_decode(m, s, l);
 	}
 	if (!st)
-		st = shrink_cuda_add_rmsnorm_f32(ctx, s->x, s->xb, s->g->norm.dense, 1, c->dim, c->norm_eps, s->xb);
+		st = shrink_cuda_add2_rmsnorm_f32(ctx, s->x, s->xo, s->xb, s->g->norm.dense, 1, c->dim, c->norm_eps,
+						  s->xb);
 	if (!st && head->quantized) {
 		st = shrink_cuda_qlinear(ctx, &head->q, SHRINK_CUDA_F16, s->xb, 1, s->logits16);
 		if (!st)

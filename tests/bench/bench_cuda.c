@@ -196,6 +196,13 @@ static void launch_cublas(void *arg, int i)
 		die("cublasGemmEx", "failed");
 }
 
+/* The dense copy alone, as the dequantize + cuBLAS path makes it (into wf[0]: same values). */
+static void launch_dequant(void *arg, int i)
+{
+	lin_case *c = arg;
+	CKS(shrink_cuda_qweight_dequant(ctx, &c->q[i % c->n_q], (shrink_cuda_dtype)dt, c->wf[0]));
+}
+
 static int copies_for(size_t bytes)
 {
 	int n = (int)ceil(ROTATE_BYTES / (double)bytes);
@@ -330,8 +337,15 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 			c.M = M;
 			double cub = time_auto(launch_cublas, &c, c.n_f);
 			bench_row(&c, M, SHRINK_CUDA_QPATH_AUTO, cub);
-			if (M >= 1024)
+			if (M >= 1024) {
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMM, cub);
+				/* bytes: codes and scales read, the dense copy written */
+				const double us = time_auto(launch_dequant, &c, c.n_q);
+				const double bytes = shrink_cuda_qweight_bytes(&c.q[0]) + 2.0 * c.K * c.N;
+				printf("| %lldx%lld | - | dequant only | %.1f | - | - | %.0f (read + written) | %.0f%% | - | - |\n",
+				       (long long)c.K, (long long)c.N, us, bytes / (us * 1e-6) / 1e9,
+				       100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbps);
+			}
 			if (M <= 32)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV_REG, cub);
 			if (M <= 8)

@@ -190,7 +190,8 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMV_REG, 20, 0}, {SHRINK_CUDA_QPATH_GEMV_REG, 3, 1},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 32, 2}, {SHRINK_CUDA_QPATH_GEMV_TMA, 1, 0},
 		{SHRINK_CUDA_QPATH_GEMV_TMA, 5, 0},  {SHRINK_CUDA_QPATH_GEMV_TMA, 8, 0},
-		{SHRINK_CUDA_QPATH_GEMV_TMA, 2, 0},
+		{SHRINK_CUDA_QPATH_GEMV_TMA, 2, 0},  {SHRINK_CUDA_QPATH_GEMV_REG, 13, 0},
+		{SHRINK_CUDA_QPATH_GEMV_REG, 25, 3},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
 	int cfg = 0;
@@ -233,6 +234,35 @@ static void test_qlinear(ref_rng *rng)
 	}
 }
 
+/* Each output dy[i] against the double product of x (dt) and m[i]; failed: why else it fails. */
+static void report_multi(const char *what, const ref_qmatrix *m, int n_w, int dt, const uint16_t *x, int64_t M,
+			 void *const *dy, const char *failed)
+{
+	for (int i = 0; i < n_w; i++) {
+		const size_t n = (size_t)M * m[i].rows;
+		double *ref = malloc(n * sizeof(double));
+		uint16_t *y = malloc(n * 2);
+		ref_qlinear(&m[i], dt, x, M, ref);
+		bool guard = dev_download(y, dy[i], n * 2);
+		double err = ref_rel_err_half(dt, y, ref, n);
+		report(guard && !failed && err <= tol(dt), "%s %d/%d b%d %s g%d %s N=%lld K=%lld M=%lld err=%.2e%s %s", what,
+		       i + 1, n_w, m[i].bits, m[i].symmetric ? "sym" : "asym", m[i].group_size, dt_name(dt),
+		       (long long)m[i].rows, (long long)m[i].cols, (long long)M, err, guard ? "" : " GUARD WRITTEN",
+		       failed ? failed : "");
+		free(ref), free(y);
+	}
+}
+
+static void free_multi(ref_qmatrix *m, shrink_cuda_qweight *w, int n_w, bool uploaded, void *const *dy)
+{
+	for (int i = 0; i < n_w; i++) {
+		if (uploaded)
+			shrink_cuda_qweight_free(&w[i]);
+		ref_qmatrix_free(&m[i]);
+		cudaFree(dy[i]);
+	}
+}
+
 /* Up to three weights sharing x, in one launch (same scheme) or one by one (mixed schemes). */
 static void check_qlinear_multi(int n_w, const int *bits, int g, bool sym, const int64_t *rows, int64_t K, int dt,
 				int64_t M, ref_rng *rng)
@@ -252,25 +282,9 @@ static void check_qlinear_multi(int n_w, const int *bits, int g, bool sym, const
 		wp[i] = &w[i];
 		dy[i] = dev_poisoned((size_t)M * rows[i] * 2);
 	}
-	if (ok && status_ok(shrink_cuda_qlinear_multi(ctx, n_w, wp, (shrink_cuda_dtype)dt, dx, M, dy), "qlinear_multi")) {
-		for (int i = 0; i < n_w; i++) {
-			double *ref = malloc((size_t)M * rows[i] * sizeof(double));
-			uint16_t *y = malloc((size_t)M * rows[i] * 2);
-			ref_qlinear(&m[i], dt, x, M, ref);
-			bool guard = dev_download(y, dy[i], (size_t)M * rows[i] * 2);
-			double err = ref_rel_err_half(dt, y, ref, (size_t)M * rows[i]);
-			report(guard && err <= tol(dt), "qlinear_multi %d/%d b%d %s g%d %s N=%lld K=%lld M=%lld err=%.2e%s",
-			       i + 1, n_w, bits[i], sym ? "sym" : "asym", g, dt_name(dt), (long long)rows[i], (long long)K,
-			       (long long)M, err, guard ? "" : " GUARD WRITTEN");
-			free(ref), free(y);
-		}
-	}
-	for (int i = 0; i < n_w; i++) {
-		if (ok)
-			shrink_cuda_qweight_free(&w[i]);
-		ref_qmatrix_free(&m[i]);
-		cudaFree(dy[i]);
-	}
+	if (ok && status_ok(shrink_cuda_qlinear_multi(ctx, n_w, wp, (shrink_cuda_dtype)dt, dx, M, dy), "qlinear_multi"))
+		report_multi("qlinear_multi", m, n_w, dt, x, M, dy, NULL);
+	free_multi(m, w, n_w, ok, dy);
 	cudaFree(dx);
 	free(x);
 }
@@ -289,8 +303,87 @@ static void test_qlinear_multi(ref_rng *rng)
 		check_qlinear_multi(2, same4, 128, true, gu, 192, dt, 20, rng); /* GEMM path, one each */
 		check_qlinear_multi(3, same4, 128, false, big, 1024, dt, 1, rng);
 		check_qlinear_multi(3, same3, 32, true, big, 448, dt, 3, rng);
+		/* 9-32 tokens: 2 or 4 row tiles a CTA, weights ending inside a CTA's rows, split K */
+		check_qlinear_multi(3, same4, 64, false, odd, 1024, dt, 27, rng);
+		check_qlinear_multi(3, same3, 128, true, big, 512, dt, 12, rng);
+		check_qlinear_multi(2, same8, 16, true, gu, 2048, dt, 32, rng);
 		if (!quick)
 			check_qlinear_multi(3, same4, 128, false, huge, 4096, dt, 2, rng);
+	}
+}
+
+/* Activations formed on the way in (shrink_cuda_xin): SwiGLU of gate/up, or the residual RMSNorm
+ * of res + pending; fused into the TMA GEMV for large 4-bit weights and few tokens, formed first
+ * otherwise. The reference forms them on the host in double, rounds them to dt, then multiplies. */
+static void check_qlinear_xin(bool swiglu, int n_w, int bits, int g, const int64_t *rows, int64_t K, int dt,
+			      int64_t M, ref_rng *rng)
+{
+	ref_qmatrix m[3];
+	shrink_cuda_qweight w[3];
+	const shrink_cuda_qweight *wp[3];
+	void *dy[3];
+	const size_t n = (size_t)M * K;
+	uint16_t *a = random_half(dt, n, 1.0, rng), *b = random_half(dt, n, 1.0, rng), *x = malloc(n * 2);
+	uint16_t *nw = random_half(dt, (size_t)K, 1.0, rng);
+	float *res = malloc(n * 4), *res_after = malloc(n * 4);
+	for (size_t i = 0; i < n; i++)
+		res[i] = (float)(3.0 * ref_normal(rng));
+	for (int64_t t = 0; t < M; t++) {
+		double ss = 0.0;
+		for (int64_t k = 0; k < K; k++) {
+			const double v = (double)res[t * K + k] + ref_from_half(dt, b[t * K + k]);
+			ss += v * v;
+		}
+		const double scale = 1.0 / sqrt(ss / (double)K + 1e-5);
+		for (int64_t k = 0; k < K; k++) {
+			const size_t i = (size_t)(t * K + k);
+			const double ga = ref_from_half(dt, a[i]), ub = ref_from_half(dt, b[i]);
+			const double v = swiglu ? ga / (1.0 + exp(-ga)) * ub
+						: ((double)res[i] + ub) * scale * ref_from_half(dt, nw[k]);
+			x[i] = ref_to_half(dt, (float)v);
+		}
+	}
+	void *da = dev_upload(a, n * 2), *db = dev_upload(b, n * 2), *dn = dev_upload(nw, (size_t)K * 2);
+	float *dres = dev_upload(res, n * 4);
+	void *scratch = dev_poisoned(n * 2);
+	bool ok = true;
+	for (int i = 0; i < n_w; i++) {
+		ref_qmatrix_random(&m[i], bits, g, false, rows[i], K, rng);
+		ok = status_ok(shrink_cuda_qweight_upload(ctx, bits, g, false, rows[i], K, m[i].packed, m[i].scales,
+							  m[i].zeros, &w[i]),
+			       "qweight_upload") && ok;
+		wp[i] = &w[i];
+		dy[i] = dev_poisoned((size_t)M * rows[i] * 2);
+	}
+	shrink_cuda_xin in = {.kind = swiglu ? SHRINK_CUDA_XIN_SWIGLU : SHRINK_CUDA_XIN_ADD_RMSNORM,
+			      .x = swiglu ? da : db, .up = db, .res = dres, .norm_w = dn, .eps = 1e-5f,
+			      .scratch = scratch};
+	if (ok && status_ok(shrink_cuda_qlinear_multi_xin(ctx, n_w, wp, (shrink_cuda_dtype)dt, &in, M, dy), "qlinear_xin")) {
+		const bool kept = dev_download(res_after, dres, n * 4) && memcmp(res, res_after, n * 4) == 0;
+		report_multi(swiglu ? "qlinear_xin swiglu" : "qlinear_xin add_rmsnorm", m, n_w, dt, x, M, dy,
+			     kept ? NULL : "RESIDUAL CHANGED");
+	}
+	free_multi(m, w, n_w, ok, dy);
+	cudaFree(da), cudaFree(db), cudaFree(dn), cudaFree(dres), cudaFree(scratch);
+	free(a), free(b), free(x), free(nw), free(res), free(res_after);
+}
+
+static void test_qlinear_xin(ref_rng *rng)
+{
+	static const int64_t gu[] = {300, 300}, one[] = {520}, big[] = {4096, 4096, 4096}, down[] = {4096};
+	for (int dt = 0; dt < 2; dt++) {
+		check_qlinear_xin(true, 1, 4, 128, one, 1024, dt, 1, rng); /* formed first: small weight */
+		check_qlinear_xin(true, 2, 3, 32, gu, 448, dt, 5, rng);
+	}
+	check_qlinear_xin(false, 2, 4, 128, gu, 512, 0, 1, rng);
+	check_qlinear_xin(false, 1, 8, 64, one, 200, 0, 3, rng); /* K not a multiple of 64 */
+	if (quick)
+		return;
+	/* fused into the TMA GEMV (>= 24 MB of 4-bit weights, 1-4 tokens); 5 tokens: formed first */
+	static const int64_t Ms[] = {1, 3, 5};
+	for (int i = 0; i < 3; i++) {
+		check_qlinear_xin(false, 3, 4, 128, big, 4096, 0, Ms[i], rng);
+		check_qlinear_xin(true, 1, 4, 128, down, 12288, i == 1, Ms[i], rng);
 	}
 }
 
@@ -825,6 +918,7 @@ int main(int argc, char **argv)
 	ref_rng rng = {seed};
 	test_qlinear(&rng);
 	test_qlinear_multi(&rng);
+	test_qlinear_xin(&rng);
 	test_w8a8(&rng);
 	test_embed(&rng);
 	test_rmsnorm(&rng);
