@@ -303,7 +303,7 @@ extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int
 						       const shrink_cuda_qweight *const *w, shrink_cuda_dtype dt,
 						       const shrink_cuda_xin *in, int64_t n_tok, void *const *y)
 {
-	if (!in || n_w < 1 || n_w > 3 || !w || !w[0] || !y)
+	if (!in || n_w < 1 || n_w > 3 || !w || !w[0] || !w[0]->qw || !y)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi_xin: bad arguments");
 	if (in->kind == SHRINK_CUDA_XIN_PLAIN)
 		return shrink_cuda_qlinear_multi(ctx, n_w, w, dt, in->x, n_tok, y);

@@ -15,7 +15,10 @@
  * Decode (one token) is one CUDA graph replayed for every token: the position
  * lives in device memory (pos_dev), read by the fused rope + KV store +
  * attention kernel, so the captured step serves every position; q/k/v and
- * gate/up run as one launch each (shrink_cuda_qlinear_multi). The graph is
+ * gate/up run as one launch each (shrink_cuda_qlinear_multi), and the MLP's
+ * RMSNorm and SwiGLU ride in the activation loads of its GEMVs
+ * (shrink_cuda_xin; the residual then takes the o_proj output, kept in xo,
+ * together with down_proj's at the next layer's norm). The graph is
  * captured on the first decode step and again whenever the context's
  * workspace moved; if capture fails the same ops run eagerly. */
 #include <math.h>
