@@ -26,7 +26,7 @@ _Noreturn static void usage(void)
 	       "  -n, --n-predict N      tokens to generate (default 128; -1: until EOS or the context is full)\n"
 	       "      --temp T           sampling temperature; 0 is greedy (default 0.8)\n"
 	       "      --top-k K          keep the K most likely tokens; 0 keeps all (default 40)\n"
-	       "      --top-p P          keep the smallest set of tokens with probability >= P (default 0.95)\n"
+	       "      --top-p P          then the smallest set of those with probability >= P (default 0.95)\n"
 	       "      --seed S           random seed (default 42)\n"
 	       "  -c, --ctx N            context length in tokens (default: the model's, at most 4096)\n"
 	       "      --kv SPEC          KV cache: f32 (default), f16, kivi[:bits=2,group=64,residual=64] or\n"
@@ -108,6 +108,20 @@ static void emit(shrink_decoder *d, int id, char *buf, size_t cap)
 	fflush(stdout);
 }
 
+/* Feed n tokens; with want, return the token to follow them: at --temp 0 through
+ * shrink_forward_greedy (on the GPU only the id comes back), else drawn from the logits. */
+static int feed(const options *o, shrink_model *m, shrink_state *s, shrink_sampler *smp, float *logits,
+		const int *tokens, int n, bool want)
+{
+	shrink_error err = {0};
+	int next = -1;
+	bool greedy = want && o->temp == 0;
+	if (greedy ? shrink_forward_greedy(m, s, tokens, n, &next, &err)
+		   : shrink_forward(m, s, tokens, n, want ? logits : NULL, false, &err))
+		cli_exit_error(&err);
+	return greedy || !want ? next : shrink_sample(smp, logits);
+}
+
 static int generate(const options *o, shrink_model *m, const int *prompt, size_t n_prompt)
 {
 	shrink_error err = {0};
@@ -127,24 +141,22 @@ static int generate(const options *o, shrink_model *m, const int *prompt, size_t
 	for (size_t i = 0; i < n_prompt; i++)
 		emit(&d, prompt[i], text, cap);
 	double t0 = shrink_now();
+	int next = -1;
 	for (size_t i = 0; i < n_prompt; i += 512) {
 		int n = n_prompt - i < 512 ? (int)(n_prompt - i) : 512;
-		if (shrink_forward(m, s, prompt + i, n, logits, false, &err))
-			cli_exit_error(&err);
+		next = feed(o, m, s, smp, logits, prompt + i, n, i + n == n_prompt);
 	}
 	double t1 = shrink_now();
 	long produced = 0;
 	int eos = shrink_tokenizer_eos(m->tok);
 	while (o->n_predict < 0 || produced < o->n_predict) {
-		int next = shrink_sample(smp, logits);
 		if (next == eos)
 			break;
 		emit(&d, next, text, cap);
 		produced++;
 		if (shrink_state_pos(s) >= ctx)
 			break;
-		if (shrink_forward(m, s, &next, 1, logits, false, &err))
-			cli_exit_error(&err);
+		next = feed(o, m, s, smp, logits, &next, 1, true);
 	}
 	double t2 = shrink_now();
 	fwrite(text, 1, shrink_decoder_flush(&d, text, cap), stdout);

@@ -144,6 +144,18 @@ extern "C" void shrink_cuda_release(void *p)
 		cudaFree(p);
 }
 
+extern "C" shrink_status shrink_cuda_host_alloc(shrink_cuda_ctx *ctx, size_t n_bytes, void **out)
+{
+	*out = NULL;
+	return shrink_cuda_check(ctx, cudaHostAlloc(out, n_bytes ? n_bytes : 1, cudaHostAllocDefault), "cudaHostAlloc");
+}
+
+extern "C" void shrink_cuda_host_release(void *p)
+{
+	if (p)
+		cudaFreeHost(p);
+}
+
 extern "C" shrink_status shrink_cuda_upload(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes)
 {
 	shrink_status st = shrink_cuda_check(

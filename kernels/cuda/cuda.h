@@ -241,6 +241,9 @@ shrink_status shrink_cuda_upload_async(shrink_cuda_ctx *ctx, void *dst, const vo
 /* Device memory (cudaMalloc) and synchronous copies on the context's stream. */
 shrink_status shrink_cuda_alloc(shrink_cuda_ctx *ctx, size_t n_bytes, void **out);
 void shrink_cuda_release(void *p);
+/* Page-locked host memory (cudaHostAlloc): copies to and from it need no staging. */
+shrink_status shrink_cuda_host_alloc(shrink_cuda_ctx *ctx, size_t n_bytes, void **out);
+void shrink_cuda_host_release(void *p);
 shrink_status shrink_cuda_upload(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes);
 shrink_status shrink_cuda_download(shrink_cuda_ctx *ctx, void *dst, const void *src, size_t n_bytes);
 shrink_status shrink_cuda_sync(shrink_cuda_ctx *ctx); /* wait for the context's stream */

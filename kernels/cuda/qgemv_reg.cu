@@ -123,7 +123,8 @@ template <typename T> __device__ __forceinline__ void store_out(const reg_args &
 // version (no bound; the same loads) -> this one: 1 token 8192x28672 51.6 -> 45.5, 28672x8192
 // 48.5 -> 44.1; 32 tokens 4096x4096 10.7 -> 8.6; but 16 tokens (four k tiles in flight) 8192x28672
 // 52.4 -> 62.4, 8192x8192 15.8 -> 18.8, while 4096x4096 6.9 -> 6.1 and 14336x4096 19.4 -> 15.8.
-// Lifting it at 9-16 tokens is untested.
+// Lifting it at 9-16 tokens was slower at all six bench shapes (same call, 16 tokens: 4096x4096
+// 6.2 -> 8.3, 8192x28672 63.2 -> 76.5, 28672x8192 53.9 -> 75.9).
 template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R>
 __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(const reg_args a)
 {

@@ -58,8 +58,9 @@ shrink_status gpu_kv_spec(const char *kv_spec, const char **cpu_spec, shrink_err
 shrink_status gpu_state_new(const shrink_model *m, shrink_kv *kv, int max_tokens, int max_batch,
 			    struct shrink_state_gpu **out, shrink_error *err);
 void gpu_state_free(struct shrink_state_gpu *g);
-/* The forward pass on the GPU for n tokens at position pos; logits as shrink_forward. */
+/* The forward pass on the GPU for n tokens at position pos; logits as shrink_forward; next, when
+ * not NULL, the argmax of the last token's logits (shrink_forward_greedy). */
 shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *g, int pos, const int *tokens, int n,
-			  float *logits, bool all_logits, shrink_error *err);
+			  float *logits, bool all_logits, int *next, shrink_error *err);
 
 #endif

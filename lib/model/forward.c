@@ -83,14 +83,15 @@ static void logits_out(const shrink_model *m, shrink_state *s, int n, float *log
 	op_linear(m->lm_head, NULL, x, count, logits, s->lin_scratch);
 }
 
-shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
-			     bool all_logits, shrink_error *err)
+/* shrink_forward, or with next set shrink_forward_greedy (logits then NULL) */
+static shrink_status forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
+			     bool all_logits, int *next, shrink_error *err)
 {
 	shrink_status st = check_call(m, s, tokens, n, err);
 	if (st)
 		return st;
 	if (s->gpu) {
-		if ((st = gpu_forward(m, s->gpu, s->pos, tokens, n, logits, all_logits, err)))
+		if ((st = gpu_forward(m, s->gpu, s->pos, tokens, n, logits, all_logits, next, err)))
 			return st;
 		s->pos += n;
 		shrink_kv_end_forward(s->kv); /* a compressed cache's host half (kv_cuda.c) */
@@ -102,11 +103,25 @@ shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *
 			return st;
 		ffn_block(m, s, l, &m->layers[l], n, NULL);
 	}
-	if (logits)
-		logits_out(m, s, n, logits, all_logits);
+	if (logits || next) /* (once: the final norm runs in place) */
+		logits_out(m, s, n, next ? s->logits : logits, all_logits && !next);
+	if (next)
+		*next = shrink_argmax(s->logits, m->config->vocab_size);
 	s->pos += n;
 	shrink_kv_end_forward(s->kv);
 	return SHRINK_OK;
+}
+
+shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
+			     bool all_logits, shrink_error *err)
+{
+	return forward(m, s, tokens, n, logits, all_logits, NULL, err);
+}
+
+shrink_status shrink_forward_greedy(const shrink_model *m, shrink_state *s, const int *tokens, int n, int *next,
+				    shrink_error *err)
+{
+	return forward(m, s, tokens, n, NULL, false, next, err);
 }
 
 shrink_status shrink_layer_run(const shrink_model *m, shrink_state *s, int layer, const shrink_layer_weights *w,

@@ -32,16 +32,19 @@
 
 struct shrink_state_gpu {
 	const struct shrink_model_gpu *g;
-	int max_tokens, max_batch, n_layers;
+	int max_tokens, max_batch, n_layers, vocab;
 	uint16_t **kc, **vc;					/* per layer [max_tokens][kv_dim] f16 */
 	float *x;						/* residual stream [max_batch, dim] */
 	uint16_t *xb, *xo, *q, *k, *v, *att, *h1, *h3, *logits16; /* f16 activations */
 	float *logits;						/* [max_batch, vocab] */
 	float *inv_freq;					/* head_dim / 2 */
-	float *host_x; /* embedding rows gathered on the host */
-	int32_t *pos_dev, host_pos;			/* decode position (device; its host source) */
-	shrink_cuda_graph *graph;			/* the decode step, once captured */
-	unsigned graph_generation;			/* the context's workspace generation it was captured with */
+	/* page-locked host memory (copies without the driver's staging): embedding rows gathered on
+	 * the host [max_batch, dim], one row of logits [vocab], the decode position, the greedy token */
+	float *host_x, *host_logits;
+	int32_t *host_pos, *host_next;
+	int32_t *pos_dev, *next_dev;			/* the same two on the device */
+	shrink_cuda_graph *graph[2];			/* the decode step, once captured: [greedy] */
+	unsigned graph_generation[2];			/* the context's workspace generation each was captured with */
 	bool graph_failed;				/* capture failed once: decode eagerly */
 	struct gpu_kv *kv; /* a compressed KV cache (then kc, vc are NULL) */
 };
@@ -73,13 +76,14 @@ void gpu_state_free(struct shrink_state_gpu *s)
 		shrink_cuda_release(s->vc ? s->vc[l] : NULL);
 	}
 	free(s->kc), free(s->vc);
-	shrink_cuda_graph_free(s->graph);
+	shrink_cuda_graph_free(s->graph[0]);
+	shrink_cuda_graph_free(s->graph[1]);
 	gpu_kv_free(s->kv);
 	void *dev[] = {s->x,  s->xb, s->xo,	    s->q,      s->k,	    s->v,	s->att,
-		       s->h1, s->h3, s->logits16, s->logits, s->inv_freq, s->pos_dev};
+		       s->h1, s->h3, s->logits16, s->logits, s->inv_freq, s->pos_dev, s->next_dev};
 	for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
 		shrink_cuda_release(dev[i]);
-	free(s->host_x);
+	shrink_cuda_host_release(s->host_x);
 	free(s);
 }
 
@@ -133,9 +137,13 @@ static shrink_status alloc_buffers(const shrink_model *m, struct shrink_state_gp
 		{(void **)&s->h1, b * ffn * 2},	   {(void **)&s->h3, b * ffn * 2},   {(void **)&s->logits, b * vocab * 4},
 		{(void **)&s->inv_freq, hd / 2 * 4},
 		{(void **)&s->logits16, s->g->lm_head.quantized ? b * vocab * 2 : 0},
-		{(void **)&s->pos_dev, 4},
+		{(void **)&s->pos_dev, 4},	   {(void **)&s->next_dev, 4},
 	};
-	shrink_status st = SHRINK_OK;
+	shrink_status st = shrink_cuda_host_alloc(ctx, (b * dim + vocab) * 4 + 8, (void **)&s->host_x);
+	if (!st) {
+		s->host_logits = s->host_x + b * dim;
+		s->host_pos = (int32_t *)(s->host_logits + vocab), s->host_next = s->host_pos + 1;
+	}
 	for (size_t i = 0; i < sizeof want / sizeof *want && !st; i++)
 		if (want[i].bytes)
 			st = shrink_cuda_alloc(ctx, want[i].bytes, want[i].p);
@@ -160,12 +168,11 @@ shrink_status gpu_state_new(const shrink_model *m, shrink_kv *kv, int max_tokens
 	if (!s)
 		return shrink_fail(err, SHRINK_EIO, "out of memory");
 	s->g = m->gpu;
-	s->max_tokens = max_tokens, s->max_batch = max_batch, s->n_layers = c->n_layers;
+	s->max_tokens = max_tokens, s->max_batch = max_batch, s->n_layers = c->n_layers, s->vocab = c->vocab_size;
 	s->kc = calloc((size_t)c->n_layers, sizeof *s->kc);
 	s->vc = calloc((size_t)c->n_layers, sizeof *s->vc);
-	s->host_x = malloc((size_t)max_batch * c->dim * 4);
 	float *inv_freq = malloc((size_t)c->head_dim / 2 * 4);
-	shrink_status st = !s->kc || !s->vc || !s->host_x || !inv_freq ? SHRINK_EIO : SHRINK_OK;
+	shrink_status st = !s->kc || !s->vc || !inv_freq ? SHRINK_EIO : SHRINK_OK;
 	if (!st && kv->ops->view)
 		st = gpu_kv_new(s->g->ctx, kv, c, max_batch, &s->kv);
 	if (!st)
@@ -249,29 +256,62 @@ static shrink_status ffn_block(const shrink_model *m, struct shrink_state_gpu *s
 	return st;
 }
 
-static shrink_status logits_out(const shrink_model *m, struct shrink_state_gpu *s, int n, float *logits, bool all)
+/* The output head over count rows of normed (f16): float32 logits in s->logits, or with greedy only
+ * the last row's argmax in s->next_dev. A quantized head's f16 logits convert to float exactly, so
+ * their argmax is taken before the conversion, which greedy skips. */
+static shrink_status head(const shrink_model *m, struct shrink_state_gpu *s, const uint16_t *normed, int count,
+			  bool greedy)
+{
+	const gpu_weight *w = &s->g->lm_head;
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	const int64_t vocab = m->config->vocab_size, last = (int64_t)(count - 1) * vocab;
+	shrink_status st;
+	if (w->quantized) {
+		st = shrink_cuda_qlinear(ctx, &w->q, SHRINK_CUDA_F16, normed, count, s->logits16);
+		if (!st && greedy)
+			return shrink_cuda_argmax(ctx, SHRINK_CUDA_F16, s->logits16 + last, 1, vocab, s->next_dev);
+		return st ? st : shrink_cuda_convert(ctx, SHRINK_CUDA_F16, s->logits16, count * vocab, SHRINK_CUDA_F32,
+						      s->logits);
+	}
+	st = shrink_cuda_linear_dense_f32(ctx, w->dense, w->rows, w->cols, normed, count, s->logits);
+	return st || !greedy ? st : shrink_cuda_argmax(ctx, SHRINK_CUDA_F32, s->logits + last, 1, vocab, s->next_dev);
+}
+
+/* Copy the step's result back and wait for it: the logits, or the greedy token, or nothing. One
+ * row of logits goes through pinned memory: a pageable copy of 513 KB (Llama 3) took 300 us on
+ * the H100 machine, more than the pinned copy and a host memcpy. */
+static shrink_status result_out(struct shrink_state_gpu *s, int64_t n_logits, float *logits, int *next)
+{
+	shrink_cuda_ctx *ctx = s->g->ctx;
+	if (logits && n_logits == s->vocab) {
+		shrink_status st = shrink_cuda_download(ctx, s->host_logits, s->logits, (size_t)s->vocab * 4);
+		if (!st)
+			memcpy(logits, s->host_logits, (size_t)s->vocab * 4);
+		return st;
+	}
+	if (logits)
+		return shrink_cuda_download(ctx, logits, s->logits, (size_t)n_logits * 4);
+	if (!next)
+		return shrink_cuda_sync(ctx);
+	shrink_status st = shrink_cuda_download(ctx, s->host_next, s->next_dev, 4);
+	if (!st)
+		*next = *s->host_next;
+	return st;
+}
+
+static shrink_status logits_out(const shrink_model *m, struct shrink_state_gpu *s, int n, float *logits, bool all,
+				int *next)
 {
 	const shrink_config *c = m->config;
-	const gpu_weight *head = &s->g->lm_head;
-	shrink_cuda_ctx *ctx = s->g->ctx;
 	int first = all ? 0 : n - 1, count = all ? n : 1;
-	int64_t vocab = c->vocab_size;
 	/* the last down_proj output is still pending in xb: only the rows that give logits need it */
 	size_t off = (size_t)first * c->dim;
 	/* into row 0 of xb: in place when all rows are wanted; else one CTA reads its row before writing */
-	shrink_status st = shrink_cuda_add_rmsnorm_f32(ctx, s->x + off, s->xb + off, s->g->norm.dense, count, c->dim,
-						       c->norm_eps, s->xb);
-	const uint16_t *normed = s->xb;
-	if (!st && head->quantized) {
-		st = shrink_cuda_qlinear(ctx, &head->q, SHRINK_CUDA_F16, normed, count, s->logits16);
-		if (!st)
-			st = shrink_cuda_convert(ctx, SHRINK_CUDA_F16, s->logits16, count * vocab, SHRINK_CUDA_F32, s->logits);
-	} else if (!st) {
-		st = shrink_cuda_linear_dense_f32(ctx, head->dense, head->rows, head->cols, normed, count, s->logits);
-	}
+	shrink_status st = shrink_cuda_add_rmsnorm_f32(s->g->ctx, s->x + off, s->xb + off, s->g->norm.dense, count,
+						       c->dim, c->norm_eps, s->xb);
 	if (!st)
-		st = shrink_cuda_download(ctx, logits, s->logits, (size_t)count * vocab * 4);
-	return st;
+		st = head(m, s, s->xb, count, next != NULL);
+	return st ? st : result_out(s, (int64_t)count * c->vocab_size, logits, next);
 }
 
 /* y[i] = x W[i]^T for weights that read the same x (q/k/v, gate/up): one launch when all are quantized. */
@@ -349,11 +389,10 @@ static shrink_status ffn_decode(const shrink_model *m, struct shrink_state_gpu *
 }
 
 /* Everything of a decode step after the embedding row reached s->x: the layers, the final norm
- * and the float32 logits in s->logits. */
-static shrink_status decode_ops(const shrink_model *m, struct shrink_state_gpu *s)
+ * and the head (float32 logits in s->logits, or the greedy token in s->next_dev). */
+static shrink_status decode_ops(const shrink_model *m, struct shrink_state_gpu *s, bool greedy)
 {
 	const shrink_config *c = m->config;
-	const gpu_weight *head = &s->g->lm_head;
 	shrink_cuda_ctx *ctx = s->g->ctx;
 	shrink_status st = SHRINK_OK;
 	for (int l = 0; l < c->n_layers && !st; l++) {
@@ -364,63 +403,55 @@ static shrink_status decode_ops(const shrink_model *m, struct shrink_state_gpu *
 	if (!st)
 		st = shrink_cuda_add2_rmsnorm_f32(ctx, s->x, s->xo, s->xb, s->g->norm.dense, 1, c->dim, c->norm_eps,
 						  s->xb);
-	if (!st && head->quantized) {
-		st = shrink_cuda_qlinear(ctx, &head->q, SHRINK_CUDA_F16, s->xb, 1, s->logits16);
-		if (!st)
-			st = shrink_cuda_convert(ctx, SHRINK_CUDA_F16, s->logits16, c->vocab_size, SHRINK_CUDA_F32, s->logits);
-	} else if (!st) {
-		st = shrink_cuda_linear_dense_f32(ctx, head->dense, head->rows, head->cols, s->xb, 1, s->logits);
-	}
-	return st;
+	return st ? st : head(m, s, s->xb, 1, greedy);
 }
 
-/* Run decode_ops through the captured graph (capturing it first when there is none or the
+/* Run decode_ops through its captured graph (capturing it first when there is none or the
  * workspace moved since); eagerly when capture does not work here. */
-static shrink_status decode_run(const shrink_model *m, struct shrink_state_gpu *s)
+static shrink_status decode_run(const shrink_model *m, struct shrink_state_gpu *s, bool greedy)
 {
 	shrink_cuda_ctx *ctx = s->g->ctx;
 	const unsigned gen = shrink_cuda_ctx_generation(ctx);
-	if (s->graph && s->graph_generation != gen) {
-		shrink_cuda_graph_free(s->graph);
-		s->graph = NULL;
+	shrink_cuda_graph **graph = &s->graph[greedy];
+	if (*graph && s->graph_generation[greedy] != gen) {
+		shrink_cuda_graph_free(*graph);
+		*graph = NULL;
 	}
-	if (!s->graph && !s->graph_failed) {
+	if (!*graph && !s->graph_failed) {
 		shrink_status st = shrink_cuda_capture_begin(ctx);
 		if (!st) {
-			shrink_status ran = decode_ops(m, s); /* recorded, not run */
-			shrink_status ended = shrink_cuda_capture_end(ctx, ran ? NULL : &s->graph);
+			shrink_status ran = decode_ops(m, s, greedy); /* recorded, not run */
+			shrink_status ended = shrink_cuda_capture_end(ctx, ran ? NULL : graph);
 			st = ran ? ran : ended;
 		}
 		s->graph_failed = st != SHRINK_OK;
-		s->graph_generation = gen;
+		s->graph_generation[greedy] = gen;
 	}
-	return s->graph ? shrink_cuda_graph_launch(ctx, s->graph) : decode_ops(m, s);
+	return *graph ? shrink_cuda_graph_launch(ctx, *graph) : decode_ops(m, s, greedy);
 }
 
-static shrink_status gpu_decode(const shrink_model *m, struct shrink_state_gpu *s, int pos, int token, float *logits)
+static shrink_status gpu_decode(const shrink_model *m, struct shrink_state_gpu *s, int pos, int token, float *logits,
+				int *next)
 {
 	const shrink_config *c = m->config;
 	shrink_cuda_ctx *ctx = s->g->ctx;
 	op_embed(m->tok_embed, &token, 1, c->dim, s->host_x);
-	s->host_pos = pos;
+	*s->host_pos = pos;
+	/* pinned sources: read when the stream reaches the copies, before result_out returns */
 	shrink_status st = shrink_cuda_upload_async(ctx, s->x, s->host_x, (size_t)c->dim * 4);
 	if (!st)
-		st = shrink_cuda_upload_async(ctx, s->pos_dev, &s->host_pos, 4);
+		st = shrink_cuda_upload_async(ctx, s->pos_dev, s->host_pos, 4);
 	if (!st)
-		st = decode_run(m, s);
-	if (!st && logits)
-		st = shrink_cuda_download(ctx, logits, s->logits, (size_t)c->vocab_size * 4);
-	if (!st && !logits)
-		st = shrink_cuda_sync(ctx);
-	return st;
+		st = decode_run(m, s, next != NULL);
+	return st ? st : result_out(s, c->vocab_size, logits, next);
 }
 
 shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int pos, const int *tokens, int n,
-			  float *logits, bool all_logits, shrink_error *err)
+			  float *logits, bool all_logits, int *next, shrink_error *err)
 {
 	const shrink_config *c = m->config;
 	if (n == 1 && !s->kv) {
-		shrink_status st = gpu_decode(m, s, pos, tokens[0], logits);
+		shrink_status st = gpu_decode(m, s, pos, tokens[0], logits, next);
 		return st ? gpu_fail(s->g, st, "decode", err) : SHRINK_OK;
 	}
 	shrink_error kv_err;
@@ -432,9 +463,9 @@ shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *s, int
 		if (!st)
 			st = ffn_block(m, s, l, n);
 	}
-	if (!st && logits)
-		st = logits_out(m, s, n, logits, all_logits);
-	if (!st && !logits)
+	if (!st && (logits || next))
+		st = logits_out(m, s, n, logits, all_logits, next);
+	if (!st && !logits && !next)
 		st = shrink_cuda_sync(s->g->ctx);
 	if (st && kv_err.code) {
 		if (err)
@@ -466,9 +497,9 @@ void gpu_state_free(struct shrink_state_gpu *g)
 }
 
 shrink_status gpu_forward(const shrink_model *m, struct shrink_state_gpu *g, int pos, const int *tokens, int n,
-			  float *logits, bool all_logits, shrink_error *err)
+			  float *logits, bool all_logits, int *next, shrink_error *err)
 {
-	(void)m, (void)g, (void)pos, (void)tokens, (void)n, (void)logits, (void)all_logits;
+	(void)m, (void)g, (void)pos, (void)tokens, (void)n, (void)logits, (void)all_logits, (void)next;
 	return shrink_fail(err, SHRINK_EIO, "--device cuda: this build of libshrink has no CUDA backend");
 }
 

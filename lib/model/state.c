@@ -66,12 +66,13 @@ shrink_status shrink_state_new(const shrink_model *m, int max_tokens, int max_ba
 	size_t lin = max_linear_scratch(m, max_batch);
 	s->lin_scratch = lin ? malloc(lin * 4) : NULL;
 	s->inv_freq = malloc(hd / 2 * 4 + 4);
+	s->logits = malloc((size_t)c->vocab_size * 4);
 	s->n_threads = omp_get_max_threads();
 	int group = max_over_layers(c, 0); /* upper bound on heads sharing one KV head */
 	s->attn_scratch_per_thread = 2 * ATTN_CHUNK * hd + ATTN_CHUNK + (size_t)group * (hd + 2);
 	s->attn_scratch = malloc((size_t)s->n_threads * s->attn_scratch_per_thread * 4);
 	if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->h1 || !s->h3 || (lin && !s->lin_scratch) ||
-	    !s->inv_freq || !s->attn_scratch) {
+	    !s->inv_freq || !s->logits || !s->attn_scratch) {
 		shrink_state_free(s);
 		return shrink_fail(err, SHRINK_EIO, "out of memory allocating the run state (batch %d)", max_batch);
 	}
@@ -91,7 +92,7 @@ void shrink_state_free(shrink_state *s)
 	shrink_kv_free(s->kv);
 	gpu_state_free(s->gpu);
 	free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
-	free(s->h1), free(s->h3), free(s->lin_scratch), free(s->inv_freq), free(s->attn_scratch);
+	free(s->h1), free(s->h3), free(s->lin_scratch), free(s->inv_freq), free(s->logits), free(s->attn_scratch);
 	free(s);
 }
 

@@ -13,6 +13,7 @@ struct shrink_state {
 	/* activations, [max_batch, width] each */
 	float *x, *xb, *q, *k, *v, *att, *h1, *h3;
 	float *lin_scratch; /* f16 -> f32 conversion blocks for GEMM */
+	float *logits;	    /* [vocab]: shrink_forward_greedy's row on the CPU */
 	float *inv_freq;    /* head_dim / 2 */
 	float *attn_scratch; /* per thread: K and V chunks, scores, accumulators */
 	size_t attn_scratch_per_thread;

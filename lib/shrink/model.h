@@ -55,6 +55,11 @@ const shrink_kv *shrink_state_kv(const shrink_state *s);
  * else [vocab] for the last token; may be NULL. */
 shrink_status shrink_forward(const shrink_model *m, shrink_state *s, const int *tokens, int n, float *logits,
 			     bool all_logits, shrink_error *err);
+/* The same, giving the most likely token after the last one (shrink_argmax of its logits:
+ * lowest id on ties, NaN never chosen over a number) instead of the logits: greedy decoding.
+ * On the GPU the argmax runs there and only the id is copied back. */
+shrink_status shrink_forward_greedy(const shrink_model *m, shrink_state *s, const int *tokens, int n, int *next,
+				    shrink_error *err);
 
 /* Layer-wise execution for compression passes (GPTQ, calibration): run one
  * layer with weights `w` (which may differ from m->layers[layer]) on x
@@ -72,7 +77,7 @@ shrink_status shrink_layer_run(const shrink_model *m, shrink_state *s, int layer
 void shrink_set_threads(int n);
 int shrink_get_threads(void);
 
-/* Sampling, kept apart from the model. temp 0 = greedy (argmax, lowest id on ties). */
+/* Sampling, kept apart from the model. temp 0 = greedy (argmax, lowest id on ties; NaN counts as -inf). */
 typedef struct shrink_sampler shrink_sampler;
 shrink_status shrink_sampler_new(float temp, int top_k, float top_p, uint64_t seed, int n_vocab, shrink_sampler **out,
 				 shrink_error *err);

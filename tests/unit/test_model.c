@@ -133,6 +133,29 @@ Test(model, f16_cache_close_to_f32)
 	shrink_model_free(m);
 }
 
+/* shrink_forward_greedy gives the argmax of the logits shrink_forward gives, after a prefill of
+ * several tokens and at each step after it, and moves the position the same way. */
+Test(model, greedy_is_argmax_of_the_logits)
+{
+	shrink_model *m = tiny_model(true);
+	float *lg = run(m, 7, NULL);
+	shrink_error err = {0};
+	shrink_state *s;
+	cr_assert_eq(shrink_state_new(m, NT, 7, NULL, &s, &err), SHRINK_OK, "%s", err.msg);
+	int next = -1;
+	cr_assert_eq(shrink_forward_greedy(m, s, toks, 5, &next, &err), SHRINK_OK, "%s", err.msg);
+	cr_expect_eq(next, shrink_argmax(lg + 4 * 40, 40));
+	for (int i = 5; i < NT; i++) {
+		cr_assert_eq(shrink_forward_greedy(m, s, toks + i, 1, &next, &err), SHRINK_OK, "%s", err.msg);
+		cr_expect_eq(next, shrink_argmax(lg + i * 40, 40), "token %d", i);
+	}
+	cr_expect_eq(shrink_state_pos(s), NT);
+	cr_expect_eq(shrink_forward_greedy(m, s, toks, 1, &next, &err), SHRINK_EUSAGE, "a full context is an error");
+	shrink_state_free(s);
+	free(lg);
+	shrink_model_free(m);
+}
+
 Test(model, bad_calls_are_errors)
 {
 	shrink_model *m = tiny_model(false);
@@ -168,6 +191,9 @@ Test(sampler, greedy_and_reproducible)
 	shrink_error err = {0};
 	cr_assert_eq(shrink_sampler_new(0, 0, 1, 1, 6, &g, &err), SHRINK_OK);
 	cr_expect_eq(shrink_sample(g, logits), 1, "ties go to the lowest id");
+	float nan_first[3] = {NAN, -1.0f, 0.5f}, all_nan[2] = {NAN, NAN};
+	cr_expect_eq(shrink_argmax(nan_first, 3), 2, "NaN is never chosen over a number");
+	cr_expect_eq(shrink_argmax(all_nan, 2), 0);
 	shrink_sampler_new(1, 0, 1, 99, 6, &a, &err);
 	shrink_sampler_new(1, 0, 1, 99, 6, &b, &err);
 	for (int i = 0; i < 100; i++)
@@ -206,6 +232,46 @@ Test(sampler, top_k_and_top_p_truncate)
 	shrink_sampler_free(k1), shrink_sampler_free(p);
 }
 
+/* shrink_argmax (chunked, vectorised) against one sequential pass: first index of the largest,
+ * NaN never taken, on lengths around its 256-value chunks, with ties and NaNs. */
+Test(sampler, argmax_matches_a_sequential_scan)
+{
+	static const int lens[] = {1, 7, 255, 256, 257, 1000, 128256};
+	float *x = malloc(128256 * sizeof *x);
+	uint64_t r = 5;
+	for (size_t t = 0; t < sizeof lens / sizeof *lens; t++)
+		for (int trial = 0; trial < 20; trial++) {
+			const int n = lens[t];
+			for (int i = 0; i < n; i++) {
+				r = r * 6364136223846793005ull + 1442695040888963407ull;
+				const int v = (int)((r >> 33) % 64);
+				x[i] = v == 0 ? NAN : v == 1 ? -INFINITY : (float)(v % 16); /* many ties */
+			}
+			int want = 0;
+			float best = -INFINITY;
+			for (int i = 0; i < n; i++)
+				if (x[i] > best)
+					best = x[i], want = i;
+			cr_assert_eq(shrink_argmax(x, n), want, "n %d trial %d", n, trial);
+		}
+	free(x);
+}
+
+/* top_p measures mass within the top_k (renormalised), as llama.cpp and transformers do: token 0
+ * holds 73 % of the top two but 16 % of everything, so top_p 0.7 keeps it alone. */
+Test(sampler, top_p_applies_after_top_k)
+{
+	float logits[102] = {1.0f, 0.0f};
+	for (int i = 2; i < 102; i++)
+		logits[i] = -2.0f;
+	shrink_sampler *s;
+	shrink_error err = {0};
+	cr_assert_eq(shrink_sampler_new(1, 2, 0.7f, 3, 102, &s, &err), SHRINK_OK);
+	for (int i = 0; i < 200; i++)
+		cr_expect_eq(shrink_sample(s, logits), 0);
+	shrink_sampler_free(s);
+}
+
 /* The sampler keeps its top k by insertion instead of sorting the vocabulary: the
  * same tokens as sorting everything (weight descending, then id) and cutting. */
 typedef struct {
@@ -219,6 +285,7 @@ static int ref_order(const void *a, const void *b)
 	return x->p != y->p ? (x->p < y->p ? 1 : -1) : x->id - y->id;
 }
 
+/* softmax over everything, sort, cut to top_k, renormalise, then top_p over what is left */
 static int ref_sample(const float *logits, int n, float temp, int top_k, double top_p, gsl_rng *r)
 {
 	ref_cand *c = malloc((size_t)n * sizeof *c);
@@ -226,8 +293,10 @@ static int ref_sample(const float *logits, int n, float temp, int top_k, double 
 	for (int i = 0; i < n; i++)
 		mx = fmax(mx, logits[i]);
 	for (int i = 0; i < n; i++)
-		c[i] = (ref_cand){exp((logits[i] - mx) / temp), i}, total += c[i].p;
+		c[i] = (ref_cand){exp((logits[i] - mx) / temp), i};
 	qsort(c, (size_t)n, sizeof *c, ref_order);
+	for (int i = 0; i < top_k; i++)
+		total += c[i].p;
 	int k = 0;
 	double mass = 0, kept = 0;
 	while (k < top_k && mass < top_p)
