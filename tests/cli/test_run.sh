@@ -18,6 +18,17 @@ words=$(wc -w <"$tmp/greedy")
 # a children's story from this model names a character and uses ordinary words
 grep -qiE '\b(was|little|girl|boy|named|she|he|they)\b' "$tmp/greedy" && ok "story reads as English" || bad "story not English"
 
+# --top-k 1 draws the most likely token from the logits; --temp 0 takes the argmax inside the
+# forward pass (shrink_forward_greedy): the same text
+"$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 1 --top-k 1 >"$tmp/k1" 2>/dev/null
+cmp -s "$tmp/k1" "$tmp/greedy" && ok "--top-k 1 gives the --temp 0 text" || bad "--top-k 1 differs from --temp 0"
+# the decode benchmark (tests/bench/bench_decode) still runs: four ways, a row each
+if [ -x "$SHRINK_BUILD/tests/bench/bench_decode" ]; then
+	"$SHRINK_BUILD/tests/bench/bench_decode" "$gguf" cpu 4 2 >"$tmp/bd" 2>"$tmp/err"
+	[ "$(grep -cE '^\| (none|greedy|logits|sampled) \|' "$tmp/bd")" = 4 ] && ok "bench_decode runs" ||
+		bad "bench_decode: $(cat "$tmp/bd" "$tmp/err")"
+fi
+
 "$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 --threads 1 >"$tmp/t1" 2>/dev/null
 "$bin/shrink-run" "$gguf" -p "Once upon a time" -n 32 --temp 0 --threads 2 >"$tmp/t2" 2>/dev/null
 cmp -s "$tmp/t1" "$tmp/t2" && cmp -s "$tmp/t1" "$tmp/greedy" && ok "threads 1 and 2 identical" || bad "output depends on threads"
