@@ -31,6 +31,12 @@ struct shrink_cuda_ctx {
 };
 constexpr int kCtxCounters = 4096;
 
+// Whether a pointer allows 16-byte (uint4, bulk-copy) accesses.
+static inline bool aligned16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
 // Record a failure in the context and return its status.
 shrink_status shrink_cuda_fail(shrink_cuda_ctx *ctx, shrink_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -484,11 +484,6 @@ int stages_for(const shrink_cuda_qweight *w, int M)
 	return x + n * slot <= kMaxSmemBytes ? (int)n : 0;
 }
 
-bool aligned16(const void *p)
-{
-	return ((uintptr_t)p & 15) == 0;
-}
-
 } // namespace
 
 bool qgemv_tma_fits(const qcall *c)

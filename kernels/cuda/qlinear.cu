@@ -152,7 +152,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: activations must be f16 or bf16");
 	if (n_tok < 0 || n_tok > (1 << 24) || !w || !w->qw || (n_tok > 0 && (!x || !y)))
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: bad arguments");
-	if (((uintptr_t)x & 15) || ((uintptr_t)y & 15))
+	if (!aligned16(x) || !aligned16(y))
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: buffers must be 16-byte aligned");
 	if (n_tok == 0)
 		return SHRINK_OK;
@@ -237,16 +237,28 @@ static bool same_scheme(const shrink_cuda_qweight *const *w, int n)
 	return true;
 }
 
+// The call of n_w weights sharing x (one launch): weights, outputs and tokens; returns their row tiles.
+static int64_t multi_call(qcall *c, int n_w, const shrink_cuda_qweight *const *w, shrink_cuda_dtype dt,
+			  const void *x, int64_t n_tok, void *const *y)
+{
+	memset(c, 0, sizeof *c);
+	c->w = w[0], c->dt = dt, c->x = x, c->ldx = w[0]->cols, c->M = (int)n_tok, c->y = y[0], c->splits = 1;
+	c->n_weights = n_w;
+	int64_t row_tiles = w[0]->row_tiles;
+	for (int i = 1; i < n_w; i++)
+		c->more[i - 1] = w[i], c->more_y[i - 1] = y[i], row_tiles += w[i]->row_tiles;
+	return row_tiles;
+}
+
 extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
 						   shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *const *y)
 {
 	if (n_w < 1 || n_w > 3 || !w || !y)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: 1 to 3 weights");
 	bool one_launch = n_w > 1 && n_tok >= 1 && n_tok <= kGemvMaxTokens && same_scheme(w, n_w) &&
-			  w[0]->cols % 64 == 0 && (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16) && x &&
-			  ((uintptr_t)x & 15) == 0;
+			  w[0]->cols % 64 == 0 && (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16) && x && aligned16(x);
 	for (int i = 0; one_launch && i < n_w; i++)
-		one_launch = y[i] && ((uintptr_t)y[i] & 15) == 0;
+		one_launch = y[i] && aligned16(y[i]);
 	if (!one_launch) {
 		for (int i = 0; i < n_w; i++) {
 			shrink_status st = shrink_cuda_qlinear(ctx, w[i], dt, x, n_tok, y[i]);
@@ -255,9 +267,8 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 		}
 		return SHRINK_OK;
 	}
-	int64_t row_tiles = 0;
-	for (int i = 0; i < n_w; i++)
-		row_tiles += w[i]->row_tiles;
+	qcall c;
+	const int64_t row_tiles = multi_call(&c, n_w, w, dt, x, n_tok, y);
 	const int M = (int)n_tok;
 	qplan p = make_plan(w[0], M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
 	if (p.total() > ctx->workspace_bytes)
@@ -265,13 +276,8 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 	if (p.total() > ctx->workspace_bytes)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: workspace of %zu bytes, %zu needed",
 					ctx->workspace_bytes, p.total());
-	qcall c;
-	memset(&c, 0, sizeof c);
-	c.w = w[0], c.dt = dt, c.x = x, c.ldx = w[0]->cols, c.M = M, c.y = y[0], c.splits = p.splits;
+	c.splits = p.splits;
 	c.ws = p.splits > 1 ? reinterpret_cast<float *>(static_cast<uint8_t *>(ctx->workspace)) : NULL;
-	c.n_weights = n_w;
-	for (int i = 1; i < n_w; i++)
-		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i];
 	if (prefer_tma(ctx, &c, row_tiles))
 		return qgemv_tma_launch(ctx, &c);
 	return qgemv_reg_launch(ctx, &c, &p.gemv);
@@ -294,11 +300,6 @@ extern "C" shrink_status shrink_cuda_xin_form(shrink_cuda_ctx *ctx, shrink_cuda_
 	}
 }
 
-static bool aligned16(const void *p)
-{
-	return ((uintptr_t)p & 15) == 0;
-}
-
 extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int n_w,
 						       const shrink_cuda_qweight *const *w, shrink_cuda_dtype dt,
 						       const shrink_cuda_xin *in, int64_t n_tok, void *const *y)
@@ -316,12 +317,7 @@ extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int
 	const int64_t K = w[0]->cols;
 	// fused: one launch of the TMA GEMV that forms the activations itself
 	qcall c;
-	memset(&c, 0, sizeof c);
-	c.w = w[0], c.dt = dt, c.x = in->scratch, c.ldx = K, c.M = (int)n_tok, c.y = y[0], c.splits = 1;
-	c.n_weights = n_w;
-	int64_t row_tiles = w[0]->row_tiles;
-	for (int i = 1; i < n_w; i++)
-		c.more[i - 1] = w[i], c.more_y[i - 1] = y[i], row_tiles += w[i]->row_tiles;
+	const int64_t row_tiles = multi_call(&c, n_w, w, dt, in->scratch, n_tok, y);
 	bool fused = n_tok <= kTmaMaxTokens && K % 64 == 0 && same_scheme(w, n_w) &&
 		     (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16);
 	const void *ptrs[] = {in->x, in->up, in->res, in->norm_w};

@@ -23,6 +23,8 @@ struct shrink_sampler {
 	cand *c;
 };
 
+enum { CHUNK = 256 }; /* values a chunk of argmax's and top-k's first pass */
+
 /* Largest of n values in 8 independent running maxima (the compiler vectorises it); NaN is never
  * taken over a number. */
 static float chunk_max(const float *x, int n)
@@ -45,7 +47,6 @@ static float chunk_max(const float *x, int n)
  * vocabulary). All NaN or -inf gives 0, as the GPU's argmax. */
 int shrink_argmax(const float *x, int n)
 {
-	enum { CHUNK = 256 };
 	float best = -INFINITY;
 	int at = 0;
 	for (int c = 0; c < n; c += CHUNK) {
@@ -128,8 +129,8 @@ static double rank(shrink_sampler *s, const float *logits, int keep)
 	/* once the top is full only a logit above its last can enter (a later id never wins a tie),
 	 * so a chunk whose maximum is not above it is passed over whole */
 	float last = -INFINITY;
-	for (int c0 = 0; c0 < n && keep < n; c0 += 256) {
-		const int end = n - c0 < 256 ? n : c0 + 256;
+	for (int c0 = 0; c0 < n && keep < n; c0 += CHUNK) {
+		const int end = n - c0 < CHUNK ? n : c0 + CHUNK;
 		if (len == keep && !(chunk_max(logits + c0, end - c0) > last))
 			continue;
 		for (int i = c0; i < end; i++)
