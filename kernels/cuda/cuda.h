@@ -83,7 +83,7 @@ size_t shrink_cuda_qweight_bytes(const shrink_cuda_qweight *w);
 typedef enum {
 	SHRINK_CUDA_QPATH_AUTO = 0,
 	SHRINK_CUDA_QPATH_GEMV,   /* weights staged through shared memory (cp.async), n_tok <= 32 */
-	SHRINK_CUDA_QPATH_GEMM,   /* tiled tensor-core GEMM, any n_tok */
+	SHRINK_CUDA_QPATH_GEMM,   /* tiled warpgroup-MMA GEMM (sm_90a), any n_tok */
 	SHRINK_CUDA_QPATH_CUBLAS, /* dequantize into the workspace, then cuBLAS */
 	SHRINK_CUDA_QPATH_GEMV_REG, /* GEMV version streaming weights into registers, n_tok <= 32 */
 	SHRINK_CUDA_QPATH_GEMV_TMA, /* GEMV fed by TMA bulk copies, n_tok <= 8, x must fit shared memory */

@@ -1,7 +1,8 @@
-// epilogue.cuh: the store at the end of the tiled GEMMs (qgemm.cu, w8a8.cu):
-// a CTA tile of 128 output rows x BM tokens held by 8 warps laid out 8 / WM (rows)
-// x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4] in mma C-fragment
-// order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each). Without split-K the tile is staged through shared memory and stored
+// epilogue.cuh: the store at the end of the tiled GEMMs (w8a8.cu: store_tile;
+// qgemm_wgmma.cu: store_tile_f32): a CTA tile of 128 output rows x BM tokens, from 8 warps
+// laid out 8 / WM (rows) x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4]
+// in mma C-fragment order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each), or from
+// float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
 // goes to the workspace and the last CTA to arrive (atomic counter, reset
 // after use) adds the partials in split order: results never depend on timing.
@@ -20,6 +21,44 @@ struct tile_out {
 	int *counters; // splits > 1: one per tile
 	int tile;
 };
+
+// Split-K: after each thread wrote its share of this CTA's partial, the last CTA of the tile to
+// arrive (atomic counter, reset after use) adds the partials in split order and stores y.
+// smem: 4 bytes no longer read by anyone.
+template <typename T, int BM> __device__ __forceinline__ void add_splits(uint8_t *smem, const tile_out &o)
+{
+	T *y = static_cast<T *>(o.y);
+	__threadfence();
+	__syncthreads();
+	int *is_last = reinterpret_cast<int *>(smem);
+	if (threadIdx.x == 0)
+		*is_last = atomicAdd(&o.counters[o.tile], 1) == o.splits - 1;
+	__syncthreads();
+	if (!*is_last)
+		return;
+	// 4 consecutive rows per thread and step, independent loads (no aliasing with y)
+	const float *__restrict__ all = o.ws + (size_t)o.tile * o.splits * BM * 128;
+	T *__restrict__ out = y;
+#pragma unroll 4
+	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4) {
+		float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+		for (int sp = 0; sp < o.splits; sp++) {
+			const float4 p = __ldcg(reinterpret_cast<const float4 *>(all + (size_t)sp * BM * 128 + e));
+			v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+		}
+		const int m = e >> 7, r = e & 127;
+		if (o.m0 + m >= o.M)
+			continue;
+		T *dst = out + (size_t)(o.m0 + m) * o.N + o.row0 + r;
+		const float vs[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+		for (int k = 0; k < 4; k++)
+			if (o.row0 + r + k < o.N)
+				dst[k] = dtype_traits<T>::from_f(vs[k]);
+	}
+	if (threadIdx.x == 0)
+		o.counters[o.tile] = 0;
+}
 
 // smem: at least BM * 136 * sizeof(T) bytes, no longer in use by the main loop.
 template <typename T, int BM, int WM = 2>
@@ -68,36 +107,41 @@ __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4
 				const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
 				part[m * 128 + r] = acc[i][j][c];
 			}
-	__threadfence();
-	__syncthreads();
-	int *is_last = reinterpret_cast<int *>(smem);
-	if (threadIdx.x == 0)
-		*is_last = atomicAdd(&o.counters[o.tile], 1) == o.splits - 1;
-	__syncthreads();
-	if (!*is_last)
-		return;
-	// 4 consecutive rows per thread and step, independent loads (no aliasing with y)
-	const float *__restrict__ all = o.ws + (size_t)o.tile * o.splits * BM * 128;
-	T *__restrict__ out = y;
-#pragma unroll 4
-	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4) {
-		float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-		for (int sp = 0; sp < o.splits; sp++) {
-			const float4 p = __ldcg(reinterpret_cast<const float4 *>(all + (size_t)sp * BM * 128 + e));
-			v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
-		}
-		const int m = e >> 7, r = e & 127;
-		if (o.m0 + m >= o.M)
-			continue;
-		T *dst = out + (size_t)(o.m0 + m) * o.N + o.row0 + r;
-		const float vs[4] = {v.x, v.y, v.z, v.w};
+	add_splits<T, BM>(smem, o);
+}
+
+// The same store from a CTA's sums already in shared memory: cs [BM][CS] floats, row-contiguous
+// per token (qgemm_wgmma.cu stages its accumulators there).
+template <typename T, int BM, int CS> __device__ __forceinline__ void store_tile_f32(float *cs, const tile_out &o)
+{
+	if (o.splits == 1) {
+		T *y = static_cast<T *>(o.y);
+		const bool vec = (o.N & 7) == 0;
+		for (int c = threadIdx.x; c < BM * 16; c += blockDim.x) {
+			const int m = c >> 4, r = (c & 15) * 8;
+			if (o.m0 + m >= o.M || o.row0 + r >= o.N)
+				continue;
+			const float4 lo = *reinterpret_cast<const float4 *>(cs + m * CS + r);
+			const float4 hi = *reinterpret_cast<const float4 *>(cs + m * CS + r + 4);
+			const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+			T *dst = y + (size_t)(o.m0 + m) * o.N + o.row0 + r;
+			if (vec) {
+				uint32_t u[4];
 #pragma unroll
-		for (int k = 0; k < 4; k++)
-			if (o.row0 + r + k < o.N)
-				dst[k] = dtype_traits<T>::from_f(vs[k]);
+				for (int k = 0; k < 4; k++)
+					u[k] = as_u32(dtype_traits<T>::pack(v[2 * k], v[2 * k + 1]));
+				*reinterpret_cast<uint4 *>(dst) = make_uint4(u[0], u[1], u[2], u[3]);
+			} else {
+				for (int e = 0; e < 8 && o.row0 + r + e < o.N; e++)
+					dst[e] = dtype_traits<T>::from_f(v[e]);
+			}
+		}
+		return;
 	}
-	if (threadIdx.x == 0)
-		o.counters[o.tile] = 0;
+	float *part = o.ws + ((size_t)o.tile * o.splits + o.split) * BM * 128;
+	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4)
+		*reinterpret_cast<float4 *>(part + e) = *reinterpret_cast<const float4 *>(cs + (e >> 7) * CS + (e & 127));
+	add_splits<T, BM>(reinterpret_cast<uint8_t *>(cs), o);
 }
 
 #endif

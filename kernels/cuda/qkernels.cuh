@@ -23,6 +23,8 @@ struct qcall {
 	void *more_y[2];
 	// the TMA GEMV only: activations formed on the way in (NULL: x as it is)
 	const shrink_cuda_xin *xin;
+	// the GEMM only: qgemm_x_bytes of workspace for its layout of the activations
+	void *xp;
 };
 
 // log2 of the group size in columns; 31 for one group per row.
@@ -53,10 +55,27 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 // can take the call (tokens, alignment, activations in shared memory).
 bool qgemv_tma_fits(const qcall *c);
 shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c);
-// Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block.
+// The warpgroup-MMA GEMM's arguments (qgemm.cu fills them; x: its layout of the activations).
+struct qgemm_args {
+	const uint8_t *qw;
+	const uint32_t *scales, *zeros;
+	const void *x;
+	void *y;
+	float *ws;
+	int *counters;
+	int M, N;
+	int row_tiles, k_tiles, n_groups, gshift, gpt, kt_per_split, splits;
+};
+// The warpgroup-MMA GEMM (qgemm_wgmma.cu, sm_90a) for blocks of bn = 64 or 128 tokens.
+shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, int bn);
+// Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block (BM: qgemm_block_tokens);
+// x as given (ldx, any K), xp: qgemm_x_bytes.
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
 size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits);
+size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M);
 int qgemm_block_tokens(int M);
+// The split-K factor that fills n_sms SMs best (1 when the tiles are already enough).
+int qgemm_splits(const shrink_cuda_qweight *w, int M, int n_sms);
 // The residual RMSNorm of backend.cu (shrink_cuda_add2_rmsnorm_f32; keep false: x not updated).
 shrink_status add_rmsnorm_launch(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2, bool keep,
 				 const uint16_t *weight, int64_t n_tok, int64_t dim, float eps, uint16_t *out);

@@ -5,19 +5,18 @@
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
 // Also the dense (float weight) linear through cuBLAS.
-// Deliberately not here: kernels (qgemv.cu, qgemm.cu, qpack.cu).
+// Deliberately not here: kernels (qgemv*.cu, qgemm*.cu, qpack.cu).
 #include <string.h>
 
 #include "qkernels.cuh"
 
 namespace {
 
-// From this many tokens on, a dense copy + cuBLAS (tensor-core wgmma kernels) beats our mma.sync GEMM.
+// From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
 constexpr int kTmaMaxTokens = 4;
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
-constexpr int kMaxSplits = 16;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
 size_t align256(size_t n)
@@ -33,23 +32,13 @@ struct qplan {
 	size_t total() const { return align256(pad_bytes) + align256(part_bytes) + align256(dense_bytes); }
 };
 
-// Split K until the grid gives each SM about two CTAs (the GEMM keeps two resident).
-int auto_splits(int64_t ctas, int64_t k_tiles, int64_t min_tiles_per_split, int n_sms)
-{
-	int splits = 1;
-	while (splits < kMaxSplits && ctas * splits * 2 <= 2 * (int64_t)n_sms &&
-	       k_tiles / (splits * 2) >= min_tiles_per_split)
-		splits *= 2;
-	return splits;
-}
-
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
 {
 	if (path != SHRINK_CUDA_QPATH_AUTO)
 		return path;
-	// measured on the H100: the register GEMV wins up to 32 tokens (at 32: 1.5-1.8x cuBLAS
-	// where the tiled GEMM gives 0.7-1.0x), the tiled GEMM from 64 on; of the two GEMVs the
-	// register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
+	// measured on the H100 and H200: the register GEMV wins up to 32 tokens (at 32 it takes
+	// 0.45-0.7 of the GEMM's time at the six bench shapes), the GEMM from 33 on; of the two
+	// GEMVs the register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
 	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG
 	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 }
@@ -62,7 +51,9 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 	memset(&p, 0, sizeof p);
 	p.path = resolve_path(path, M);
 	p.splits = 1;
-	if (w->cols % 64 != 0 && p.path != SHRINK_CUDA_QPATH_CUBLAS)
+	if (p.path == SHRINK_CUDA_QPATH_GEMM)
+		p.pad_bytes = qgemm_x_bytes(w, M); // its layout of x, padded
+	else if (w->cols % 64 != 0 && p.path != SHRINK_CUDA_QPATH_CUBLAS)
 		p.pad_bytes = (size_t)M * w->k_tiles * 64 * 2;
 	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
 		p.dense_bytes = (size_t)w->rows * w->cols * 2;
@@ -75,7 +66,7 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 		p.part_bytes = p.gemv.ws_floats * 4;
 	} else {
 		const int64_t tiles = ceil_div64(w->row_tiles, 8) * ceil_div64(M, qgemm_block_tokens(M));
-		p.splits = split_k > 0 ? split_k : auto_splits(tiles, w->k_tiles, 4, n_sms);
+		p.splits = split_k > 0 ? split_k : qgemm_splits(w, M, n_sms);
 		if (tiles > w->row_tiles)
 			p.splits = 1; // one counter per row tile bounds the tiles that can be split
 		p.part_bytes = qgemm_ws_floats(w, M, p.splits) * 4;
@@ -186,6 +177,10 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	memset(&c, 0, sizeof c);
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
 	c.ws = p.splits > 1 ? part : NULL;
+	if (p.path == SHRINK_CUDA_QPATH_GEMM) {
+		c.xp = pad;
+		return qgemm_launch(ctx, &c);
+	}
 	if (p.pad_bytes) {
 		const int64_t Kp = w->k_tiles * 64;
 		pad_rows_kernel<<<(unsigned)ceil_div64(M * Kp, 256), 256, 0, ctx->stream>>>(
@@ -206,7 +201,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	if (p.path == SHRINK_CUDA_QPATH_GEMV_REG)
 		return path == SHRINK_CUDA_QPATH_AUTO && prefer_tma(ctx, &c, w->row_tiles) ? qgemv_tma_launch(ctx, &c)
 											   : qgemv_reg_launch(ctx, &c, &p.gemv);
-	return qgemm_launch(ctx, &c);
+	return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qlinear: unknown path %d", (int)p.path);
 }
 
 extern "C" shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,

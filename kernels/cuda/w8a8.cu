@@ -8,7 +8,7 @@
 // The GEMM: CTA 128 rows x BM (64/128) tokens, k steps of 128 bytes through a
 // 3-stage cp.async pipeline, shared rows XOR-swizzled in 16-byte chunks so
 // that ldmatrix reads are conflict-free, 8 warps as 4 (rows) x 2 (tokens),
-// split-K and the store shared with qgemm.cu (epilogue.cuh).
+// split-K and the store shared with qgemm_wgmma.cu (epilogue.cuh).
 // Deliberately not here: int8 weights with groups (the scale must be one per
 // row), fused activation quantization inside the GEMM.
 #include <stdlib.h>

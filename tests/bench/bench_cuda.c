@@ -350,10 +350,8 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV_REG, cub);
 			if (M <= 8)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV_TMA, cub);
-			if (M == 16)
+			if (M >= 8 && M <= 32)
 				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMM, cub);
-			if (M == 32)
-				bench_row(&c, M, SHRINK_CUDA_QPATH_GEMV, cub);
 		}
 		free_case(&c);
 	}

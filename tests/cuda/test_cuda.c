@@ -192,6 +192,10 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMV_TMA, 5, 0},  {SHRINK_CUDA_QPATH_GEMV_TMA, 8, 0},
 		{SHRINK_CUDA_QPATH_GEMV_TMA, 2, 0},  {SHRINK_CUDA_QPATH_GEMV_REG, 13, 0},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 25, 3},
+		/* the GEMM's four block sizes (16, 32, 64, 128 tokens), k slices ending inside a split */
+		{SHRINK_CUDA_QPATH_GEMM, 7, 3},    {SHRINK_CUDA_QPATH_GEMM, 16, 0},  {SHRINK_CUDA_QPATH_GEMM, 24, 5},
+		{SHRINK_CUDA_QPATH_GEMM, 32, 0},   {SHRINK_CUDA_QPATH_GEMM, 64, 3},  {SHRINK_CUDA_QPATH_GEMM, 50, 0},
+		{SHRINK_CUDA_QPATH_GEMM, 128, 0},  {SHRINK_CUDA_QPATH_GEMM, 257, 2},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
 	int cfg = 0;
@@ -228,6 +232,8 @@ static void test_qlinear(ref_rng *rng)
 			      "qweight_upload")) {
 			check_qlinear(&m, &w, dt, 1, SHRINK_CUDA_QPATH_AUTO, 0, rng);
 			check_qlinear(&m, &w, dt, 64, SHRINK_CUDA_QPATH_AUTO, 0, rng);
+			check_qlinear(&m, &w, dt, 16, SHRINK_CUDA_QPATH_GEMM, 0, rng);
+			check_qlinear(&m, &w, dt, 128, SHRINK_CUDA_QPATH_AUTO, 0, rng);
 			shrink_cuda_qweight_free(&w);
 		}
 		ref_qmatrix_free(&m);
