@@ -130,6 +130,8 @@ extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, in
 	}
 	if (w->cols % 64)
 		need += align256((size_t)max_tok * w->k_tiles * 64 * 2);
+	if (max_tok >= 1) // the GEMM's layout of x for token counts between the sampled ones
+		need += align256(qgemm_x_bytes(w, (int)(max_tok < 2 * kCublasMinTokens ? max_tok : 2 * kCublasMinTokens)));
 	if (allow_cublas && max_tok >= kCublasMinTokens)
 		need = need > align256((size_t)w->rows * w->cols * 2) ? need : align256((size_t)w->rows * w->cols * 2);
 	return need;
