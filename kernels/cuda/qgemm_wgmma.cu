@@ -44,6 +44,8 @@ template <int BITS, int BN> __host__ __device__ constexpr int smem_bytes()
 									   : BN * kCS * 4;
 }
 
+// Issue the copies of k tile kt into stage st: [8 row tiles][tile], the activations
+// [BN * 128 bytes], then [scales, zeros][kScaleBlock]. Rows past the weight read as zeros.
 template <int BITS, int BN>
 __device__ __forceinline__ void load_stage(const qgemm_args &a, uint8_t *st, int kt, int rt0, int m0)
 {
