@@ -126,8 +126,11 @@ static void print_text(const options *o, const shrink_ppl_result *r, size_t n_to
 		       r->kl_max);
 		printf("top-1 agreement: %.3f%%\n", 100 * r->top1);
 	}
-	printf("KV cache: %s, %.1f bytes per token (%.2fx smaller than f16)\n", o->kv ? o->kv : "f32",
-	       r->kv_bytes_per_token, r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
+	if (r->kv_bytes_per_token > 0)
+		printf("KV cache: %s, %.1f bytes per token (%.2fx smaller than f16)\n", o->kv ? o->kv : "f32",
+		       r->kv_bytes_per_token, r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
+	else /* --device cuda with an uncompressed cache: it lives on the GPU, in f16 */
+		printf("KV cache: f16 on the GPU (its size is not measured)\n");
 	printf("prefill speed: %.1f tokens/s\n", r->tokens_per_s);
 	if (o->bench)
 		printf("decode speed: %.1f tokens/s\n", decode_tps);
@@ -147,7 +150,10 @@ static void print_json(const options *o, const shrink_ppl_result *r, size_t n_to
 	cJSON_AddNumberToObject(j, "prefill_tokens_per_s", r->tokens_per_s);
 	cJSON_AddStringToObject(j, "kv", o->kv ? o->kv : "f32");
 	cJSON_AddNumberToObject(j, "kv_bytes_per_token", r->kv_bytes_per_token);
-	cJSON_AddNumberToObject(j, "kv_ratio_vs_f16", r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
+	if (r->kv_bytes_per_token > 0)
+		cJSON_AddNumberToObject(j, "kv_ratio_vs_f16", r->kv_f16_bytes_per_token / r->kv_bytes_per_token);
+	else
+		cJSON_AddNullToObject(j, "kv_ratio_vs_f16");
 	if (o->bench)
 		cJSON_AddNumberToObject(j, "decode_tokens_per_s", decode_tps);
 	if (r->has_ref) {
