@@ -28,8 +28,10 @@ struct qplan {
 	shrink_cuda_qpath path;
 	int splits;
 	qgemv_plan_t gemv;
-	size_t pad_bytes, part_bytes, dense_bytes;
-	size_t total() const { return align256(pad_bytes) + align256(part_bytes) + align256(dense_bytes); }
+	// x_bytes: the activations as the kernel reads them (the GEMM's layout, or rows padded to
+	// whole k tiles for the GEMVs when K is not a multiple of 64); part: split-K partials
+	size_t x_bytes, part_bytes, dense_bytes;
+	size_t total() const { return align256(x_bytes) + align256(part_bytes) + align256(dense_bytes); }
 };
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
@@ -52,9 +54,9 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 	p.path = resolve_path(path, M);
 	p.splits = 1;
 	if (p.path == SHRINK_CUDA_QPATH_GEMM)
-		p.pad_bytes = qgemm_x_bytes(w, M); // its layout of x, padded
+		p.x_bytes = qgemm_x_bytes(w, M);
 	else if (w->cols % 64 != 0 && p.path != SHRINK_CUDA_QPATH_CUBLAS)
-		p.pad_bytes = (size_t)M * w->k_tiles * 64 * 2;
+		p.x_bytes = (size_t)M * w->k_tiles * 64 * 2;
 	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
 		p.dense_bytes = (size_t)w->rows * w->cols * 2;
 	} else if (p.path == SHRINK_CUDA_QPATH_GEMV_TMA) {
@@ -165,9 +167,9 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: workspace of %zu bytes, %zu needed",
 					ctx->workspace_bytes, p.total());
 	uint8_t *ws = static_cast<uint8_t *>(ctx->workspace);
-	void *pad = ws;
-	float *part = reinterpret_cast<float *>(ws + align256(p.pad_bytes));
-	void *dense = ws + align256(p.pad_bytes) + align256(p.part_bytes);
+	void *xbuf = ws;
+	float *part = reinterpret_cast<float *>(ws + align256(p.x_bytes));
+	void *dense = ws + align256(p.x_bytes) + align256(p.part_bytes);
 
 	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
 		shrink_status st = qdequant_launch(ctx, w, dt, dense);
@@ -180,17 +182,17 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
 	c.ws = p.splits > 1 ? part : NULL;
 	if (p.path == SHRINK_CUDA_QPATH_GEMM) {
-		c.xp = pad;
+		c.xp = xbuf;
 		return qgemm_launch(ctx, &c);
 	}
-	if (p.pad_bytes) {
+	if (p.x_bytes) {
 		const int64_t Kp = w->k_tiles * 64;
 		pad_rows_kernel<<<(unsigned)ceil_div64(M * Kp, 256), 256, 0, ctx->stream>>>(
-			static_cast<const uint16_t *>(x), w->cols, Kp, M, static_cast<uint16_t *>(pad));
+			static_cast<const uint16_t *>(x), w->cols, Kp, M, static_cast<uint16_t *>(xbuf));
 		shrink_status st = shrink_cuda_launched(ctx, "qlinear pad");
 		if (st != SHRINK_OK)
 			return st;
-		c.x = pad, c.ldx = Kp;
+		c.x = xbuf, c.ldx = Kp;
 	}
 	if (p.path == SHRINK_CUDA_QPATH_GEMV_TMA) {
 		if (!qgemv_tma_fits(&c))
