@@ -1,5 +1,6 @@
 // epilogue.cuh: the store at the end of the tiled GEMMs (w8a8.cu: store_tile;
-// qgemm_wgmma.cu: store_tile_f32): a CTA tile of 128 output rows x BM tokens, from 8 warps
+// qgemm_wgmma.cu: store_tile_f32, its split-K partials added by a kernel of their own in qgemm.cu):
+// a CTA tile of 128 output rows x BM tokens, from 8 warps
 // laid out 8 / WM (rows) x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4]
 // in mma C-fragment order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each), or from
 // float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
@@ -11,6 +12,20 @@
 #define SHRINK_CUDA_EPILOGUE_CUH
 
 #include "common.cuh"
+
+// The threads that run an epilogue: the whole CTA (NT = 0), or its last NT threads, which then
+// meet at named barrier 1 (a warp-specialized kernel whose producer warps have left).
+template <int NT> struct epi_threads {
+	static __device__ __forceinline__ int id() { return NT ? (int)threadIdx.x - ((int)blockDim.x - NT) : (int)threadIdx.x; }
+	static __device__ __forceinline__ int count() { return NT ? NT : (int)blockDim.x; }
+	static __device__ __forceinline__ void sync()
+	{
+		if (NT)
+			asm volatile("bar.sync 1, %0;\n" ::"n"(NT) : "memory");
+		else
+			__syncthreads();
+	}
+};
 
 struct tile_out {
 	void *y;       // [M][N]
@@ -110,38 +125,33 @@ __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4
 	add_splits<T, BM>(smem, o);
 }
 
-// The same store from a CTA's sums already in shared memory: cs [BM][CS] floats, row-contiguous
-// per token (qgemm_wgmma.cu stages its accumulators there).
-template <typename T, int BM, int CS> __device__ __forceinline__ void store_tile_f32(float *cs, const tile_out &o)
+// The same store (no split-K) from a CTA's sums already in shared memory: cs [BM][CS] floats,
+// row-contiguous per token (qgemm_wgmma.cu stages its accumulators there), by the threads of
+// epi_threads<NT>.
+template <typename T, int BM, int CS, int NT = 0> __device__ __forceinline__ void store_tile_f32(const float *cs, const tile_out &o)
 {
-	if (o.splits == 1) {
-		T *y = static_cast<T *>(o.y);
-		const bool vec = (o.N & 7) == 0;
-		for (int c = threadIdx.x; c < BM * 16; c += blockDim.x) {
-			const int m = c >> 4, r = (c & 15) * 8;
-			if (o.m0 + m >= o.M || o.row0 + r >= o.N)
-				continue;
-			const float4 lo = *reinterpret_cast<const float4 *>(cs + m * CS + r);
-			const float4 hi = *reinterpret_cast<const float4 *>(cs + m * CS + r + 4);
-			const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-			T *dst = y + (size_t)(o.m0 + m) * o.N + o.row0 + r;
-			if (vec) {
-				uint32_t u[4];
+	using E = epi_threads<NT>;
+	T *y = static_cast<T *>(o.y);
+	const bool vec = (o.N & 7) == 0;
+	for (int c = E::id(); c < BM * 16; c += E::count()) {
+		const int m = c >> 4, r = (c & 15) * 8;
+		if (o.m0 + m >= o.M || o.row0 + r >= o.N)
+			continue;
+		const float4 lo = *reinterpret_cast<const float4 *>(cs + m * CS + r);
+		const float4 hi = *reinterpret_cast<const float4 *>(cs + m * CS + r + 4);
+		const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+		T *dst = y + (size_t)(o.m0 + m) * o.N + o.row0 + r;
+		if (vec) {
+			uint32_t u[4];
 #pragma unroll
-				for (int k = 0; k < 4; k++)
-					u[k] = as_u32(dtype_traits<T>::pack(v[2 * k], v[2 * k + 1]));
-				*reinterpret_cast<uint4 *>(dst) = make_uint4(u[0], u[1], u[2], u[3]);
-			} else {
-				for (int e = 0; e < 8 && o.row0 + r + e < o.N; e++)
-					dst[e] = dtype_traits<T>::from_f(v[e]);
-			}
+			for (int k = 0; k < 4; k++)
+				u[k] = as_u32(dtype_traits<T>::pack(v[2 * k], v[2 * k + 1]));
+			*reinterpret_cast<uint4 *>(dst) = make_uint4(u[0], u[1], u[2], u[3]);
+		} else {
+			for (int e = 0; e < 8 && o.row0 + r + e < o.N; e++)
+				dst[e] = dtype_traits<T>::from_f(v[e]);
 		}
-		return;
 	}
-	float *part = o.ws + ((size_t)o.tile * o.splits + o.split) * BM * 128;
-	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4)
-		*reinterpret_cast<float4 *>(part + e) = *reinterpret_cast<const float4 *>(cs + (e >> 7) * CS + (e & 127));
-	add_splits<T, BM>(reinterpret_cast<uint8_t *>(cs), o);
 }
 
 #endif

@@ -1,6 +1,7 @@
-// qgemm.cu: the quantized GEMM's host side (more tokens than the GEMVs take): the
-// block size, the split-K factor, and the activations laid out once per call the way the
-// warpgroup-MMA kernel (qgemm_wgmma.cu) reads them.
+// qgemm.cu: the quantized GEMM's host side (more tokens than the GEMVs take): the plan
+// (tokens a CTA and split-K factor, from a model of the launch), the TMA tensor maps of the
+// weight, the activations laid out once per call the way the warpgroup-MMA kernel
+// (qgemm_wgmma.cu) reads them, and the reduction of split-K partials.
 //
 // The layout (qgemm_x_offset): per block of BN tokens and k tile, BN x 64 halves as wgmma's
 // 8 x 16-byte core matrices with qlayout.cuh's column permutation undone (k16 step s of a
@@ -10,13 +11,22 @@
 // one write of the activations (1 MB at 128 x 4096 tokens x columns), zero-filled past M and K,
 // so the GEMM copies whole 16-byte chunks and needs no padded copy of x.
 //
+// Split K: each split writes a float partial and a kernel of its own adds them (the last CTA of
+// a tile adding them alone, as before, left the rest of the GPU idle: 4096x4096 at 128 tokens
+// 37.4 us against 17.4 with this and the plan).
+//
 // Deliberately not here: the kernel (qgemm_wgmma.cu), the choice of path (qlinear.cu).
+#include <string.h>
+
+#include <cudaTypedefs.h>
+
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
+#include "qlayout.cuh"
 
 namespace {
 
-constexpr int kRowTiles = 8; // 128 rows per CTA (qgemm_wgmma.cu)
+constexpr int kRowTiles = 16; // 256 rows per CTA (qgemm_wgmma.cu), stored as two 128-row tiles
 
 template <int BN>
 __global__ void qgemm_layout_kernel(const uint16_t *__restrict__ x, int64_t ldx, int M, int K, int k_tiles,
@@ -41,61 +51,125 @@ __global__ void qgemm_layout_kernel(const uint16_t *__restrict__ x, int64_t ldx,
 	xp[block * (BN * 32) + qgemm_x_offset<BN>((int)(m % BN), P) / 4] = v;
 }
 
+// Split-K: y = the splits' partials added in split order (deterministic), 4 columns a thread.
+// ws: [tile][split][bn][128] floats, tile = 128-row block + token block x (2 x 256-row blocks).
+template <typename T>
+__global__ void qgemm_reduce_kernel(const float *__restrict__ ws, int M, int N, int bn, int splits, int row_blocks,
+				    T *__restrict__ y)
+{
+	const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n4 = (N + 3) / 4;
+	if (i >= (int64_t)M * n4)
+		return;
+	const int m = (int)(i / n4), n = 4 * (int)(i % n4);
+	const int64_t tile = n / 128 + (int64_t)(m / bn) * 2 * row_blocks;
+	const float *p = ws + (tile * splits * bn + m % bn) * 128 + n % 128;
+	float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+	for (int sp = 0; sp < splits; sp++) {
+		const float4 q = __ldcg(reinterpret_cast<const float4 *>(p + (size_t)sp * bn * 128));
+		v.x += q.x, v.y += q.y, v.z += q.z, v.w += q.w;
+	}
+	const float vs[4] = {v.x, v.y, v.z, v.w};
+	T *dst = y + (size_t)m * N + n;
+	for (int k = 0; k < 4 && n + k < N; k++)
+		dst[k] = dtype_traits<T>::from_f(vs[k]);
+}
+
 } // namespace
 
-int qgemm_block_tokens(int M)
+int64_t qgemm_row_blocks(const shrink_cuda_qweight *w)
 {
-	return M <= 64 ? 64 : 128;
+	return ceil_div64(w->row_tiles, kRowTiles);
 }
 
 size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M)
 {
-	const int bn = qgemm_block_tokens(M);
-	return (size_t)ceil_div64(M, bn) * bn * w->k_tiles * 128;
+	return (size_t)ceil_div64(M, 128) * 128 * w->k_tiles * 128; // enough for either block size
 }
 
-// Split K to fill the GPU: the fewest splits of least modelled time, (k tiles a CTA + a fill
-// of about 4) x rounds of CTAs on the busiest SM, two CTAs an SM running side by side (each
-// is latency-bound: two on an SM take about as long as one).
-int qgemm_splits(const shrink_cuda_qweight *w, int M, int n_sms)
+// Modelled time of a launch in ns (H100, bench_cuda --linear, 4-bit g128 at 8192x28672): a CTA's
+// k tile takes about 390, 420, 510 and 805 ns at 16, 32, 64 and 128 tokens a block (the CTAs
+// read weights, scales and BN x 128 bytes of activations from L2 at about its rate, and MMA), a
+// wave's fill and store about 2 us; split K adds its partials written and read back (~2500
+// bytes a ns) and a launch.
+static double plan_cost(const shrink_cuda_qweight *w, int M, int n_sms, int bn, int s)
 {
-	const int64_t ctas = ceil_div64(w->row_tiles, kRowTiles) * ceil_div64(M, qgemm_block_tokens(M));
-	if (ctas > w->row_tiles)
-		return 1; // one counter per row tile bounds the tiles that can be split
-	int best = 1;
-	int64_t best_cost = INT64_MAX;
-	for (int s = 1; s <= 16; s *= 2) {
-		const int64_t per = ceil_div64(w->k_tiles, s);
-		if (s > 1 && per * (s - 1) >= w->k_tiles)
-			break; // the last split would be empty
-		const int64_t cost = ceil_div64(ctas * s, 2 * (int64_t)n_sms) * (per + 4);
-		if (cost < best_cost)
-			best = s, best_cost = cost;
-	}
+	const double kt_ns = bn == 16 ? 390.0 : bn == 32 ? 420.0 : bn == 64 ? 510.0 : 805.0;
+	const int64_t ctas = qgemm_row_blocks(w) * ceil_div64(M, bn);
+	const int64_t per = ceil_div64(w->k_tiles, s);
+	double ns = (double)ceil_div64(ctas * s, n_sms) * ((double)per * kt_ns + 2000.0);
+	if (s > 1)
+		ns += 2.0 * (double)(ctas * s) * 256 * bn * 4 / 2500.0 + 2000.0;
+	return ns;
+}
+
+// The block of tokens: the smallest that holds M (16, 32, 64), or 64 or 128 above 64 tokens.
+qgemm_plan_t qgemm_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k)
+{
+	qgemm_plan_t best = {64, 1};
+	double best_cost = 1e300;
+	const int bn0 = M <= 16 ? 16 : M <= 32 ? 32 : 64;
+	for (int bn = bn0; bn <= (M > 64 ? 128 : bn0); bn *= 2)
+		for (int s = split_k > 0 ? split_k : 1; s <= (split_k > 0 ? split_k : 16); s *= 2) {
+			const int64_t per = ceil_div64(w->k_tiles, s);
+			if (split_k <= 0 && s > 1 && per * (s - 1) >= w->k_tiles)
+				break; // the last split would be empty
+			const double cost = plan_cost(w, M, n_sms, bn, s);
+			if (cost < best_cost)
+				best.bn = bn, best.splits = s, best_cost = cost;
+		}
 	return best;
 }
 
-size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits)
+size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, qgemm_plan_t p)
 {
-	if (splits <= 1)
+	if (p.splits <= 1)
 		return 0;
-	const int bn = qgemm_block_tokens(M);
-	const size_t tiles = (size_t)ceil_div64(w->row_tiles, kRowTiles) * ceil_div64(M, bn);
-	return tiles * splits * bn * 128;
+	return (size_t)2 * qgemm_row_blocks(w) * ceil_div64(M, p.bn) * p.splits * p.bn * 128;
+}
+
+// The runtime's handle on the driver's tensor-map encoder (no link against libcuda).
+static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
+{
+	static PFN_cuTensorMapEncodeTiled_v12000 fn;
+	if (!fn) {
+		void *p = NULL;
+		cudaDriverEntryPointQueryResult q;
+		if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) ==
+			    cudaSuccess &&
+		    q == cudaDriverEntryPointSuccess)
+			fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+	}
+	return fn;
+}
+
+// [rows][cols] 32-bit words with rows bytes_per_row apart, boxes of box_cols x kRowTiles.
+static bool encode_map(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *map, const void *base, uint64_t cols,
+		uint64_t rows, uint32_t box_cols)
+{
+	const cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols * 4};
+	const cuuint32_t box[2] = {box_cols, kRowTiles}, elem[2] = {1, 1};
+	return enc(map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, const_cast<void *>(base), dims, strides, box, elem,
+		   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+		   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 {
 	const shrink_cuda_qweight *w = c->w;
-	const int bn = qgemm_block_tokens(c->M);
-	const int64_t n_pairs = (int64_t)qgemm_x_bytes(w, c->M) / 4;
+	const int bn = c->bn;
+	const int64_t n_pairs = ceil_div64(c->M, bn) * bn * w->k_tiles * 32;
 	const unsigned blocks = (unsigned)ceil_div64(n_pairs, 256);
 	const uint16_t *x = static_cast<const uint16_t *>(c->x);
 	uint32_t *xp = static_cast<uint32_t *>(c->xp);
-	if (bn == 64)
-		qgemm_layout_kernel<64><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, (int)w->cols, (int)w->k_tiles, n_pairs, xp);
+	const int K = (int)w->cols, kt = (int)w->k_tiles;
+	if (bn == 16)
+		qgemm_layout_kernel<16><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
+	else if (bn == 32)
+		qgemm_layout_kernel<32><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
+	else if (bn == 64)
+		qgemm_layout_kernel<64><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
 	else
-		qgemm_layout_kernel<128><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, (int)w->cols, (int)w->k_tiles, n_pairs, xp);
+		qgemm_layout_kernel<128><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
 	shrink_status st = shrink_cuda_launched(ctx, "qgemm layout");
 	if (st != SHRINK_OK)
 		return st;
@@ -107,7 +181,6 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	a.x = xp;
 	a.y = c->y;
 	a.ws = c->ws;
-	a.counters = w->counters;
 	a.M = c->M;
 	a.N = (int)w->rows;
 	a.row_tiles = (int)w->row_tiles;
@@ -118,7 +191,31 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	a.splits = c->splits < 1 ? 1 : c->splits;
 	a.kt_per_split = (int)ceil_div64(w->k_tiles, a.splits);
 	a.splits = (int)ceil_div64(w->k_tiles, a.kt_per_split); // never more than asked: the workspace holds them
-	if (a.splits > 1 && ceil_div64(w->row_tiles, kRowTiles) * ceil_div64(c->M, bn) > w->row_tiles)
-		return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qgemm: split-K over more tiles than counters");
-	return qgemm_wgmma_launch(ctx, c, a, bn);
+
+	PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
+	if (!enc)
+		return shrink_cuda_fail(ctx, SHRINK_EIO, "qgemm: the driver has no tensor-map encoder");
+	const uint32_t tb = (uint32_t)qtile_bytes(w->bits);
+	qgemm_maps m;
+	memset(&m, 0, sizeof m);
+	bool ok = encode_map(enc, &m.w, w->qw, (uint64_t)w->k_tiles * tb / 4, w->row_tiles, tb / 4) &&
+		  encode_map(enc, &m.s, w->scales, (uint64_t)w->n_groups * 8, w->row_tiles, a.gpt * 8);
+	if (ok && w->zeros)
+		ok = encode_map(enc, &m.z, w->zeros, (uint64_t)w->n_groups * 8, w->row_tiles, a.gpt * 8);
+	if (!ok)
+		return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qgemm: tensor map of a %lldx%lld weight rejected",
+					(long long)w->rows, (long long)w->cols);
+	st = qgemm_wgmma_launch(ctx, c, a, m, bn);
+	if (st != SHRINK_OK || a.splits == 1)
+		return st;
+	const int64_t n_out = (int64_t)c->M * ceil_div64(w->rows, 4);
+	const unsigned rblocks = (unsigned)ceil_div64(n_out, 256);
+	const int rb = (int)qgemm_row_blocks(w);
+	if (c->dt == SHRINK_CUDA_F16)
+		qgemm_reduce_kernel<__half><<<rblocks, 256, 0, ctx->stream>>>(c->ws, c->M, (int)w->rows, bn, a.splits, rb,
+									     static_cast<__half *>(c->y));
+	else
+		qgemm_reduce_kernel<__nv_bfloat16><<<rblocks, 256, 0, ctx->stream>>>(
+			c->ws, c->M, (int)w->rows, bn, a.splits, rb, static_cast<__nv_bfloat16 *>(c->y));
+	return shrink_cuda_launched(ctx, "qgemm reduce");
 }

@@ -1,22 +1,27 @@
-// qgemm_wgmma.cu: the quantized GEMM for 33 tokens and more on sm_90a: the warpgroup MMA
-// (wgmma.cuh) with the weights as the register operand, dequantized by the warps that own
-// them, and the activations as the shared-memory operand.
+// qgemm_wgmma.cu: the quantized GEMM for more tokens than the GEMVs take, on sm_90a: the
+// warpgroup MMA (wgmma.cuh) with the weights as the register operand, dequantized by the warps
+// that own them, and the activations as the shared-memory operand.
 //
-// A CTA of two warpgroups computes 128 output rows (warp w of warpgroup v: row tile 4 v + w)
-// x BN tokens (64 or 128) over a range of k tiles (all, or 1/splits); two CTAs share an SM.
-// Why wgmma: the mma.sync GEMMs this replaces (one row tile x 64 tokens a warp; then warps
-// splitting a stage by rows, tokens and k tiles) stayed near 150-200 TFLOP/s on the H100
-// at 64-128 tokens, waiting on the latency of their own dependent issue; here the MMA runs
-// asynchronously while the SM's other CTA dequantizes. Each warp waits for its group's MMA
-// before the next tile (double-buffered A fragments with one group in flight measured the
-// same within +-5 % and spilled at the two-CTA register bound).
-// Each k tile (64 columns) goes through a cp.async pipeline into shared memory: the 8 packed
-// weight tiles (qlayout.cuh), their scales and zero points, and the activations, which
-// qgemm.cu has laid out as the descriptor's core matrices (qgemm_layout.cuh).
-// The epilogue (epilogue.cuh) stores through shared memory or adds split-K partials in order.
+// A CTA computes 256 output rows x BN tokens (16, 32, 64 or 128; qgemm.cu's plan picks it and
+// the split-K factor) over a range of k tiles, one CTA an SM, warp-specialized:
+// - the producer warpgroup (warps 0-3, registers given back) has one thread copy each k tile's
+//   stage into a ring of shared-memory slots with four TMA copies: the 16 packed weight tiles
+//   (qlayout.cuh), their scales and their zero points (2D tensor maps over [row tile][k], so
+//   rows past the weight read as zeros), and the activations, which qgemm.cu has laid out as
+//   the descriptor's core matrices (qgemm_layout.cuh); "full" mbarriers count the bytes in,
+//   "empty" ones the consumer warps out;
+// - two consumer warpgroups (warps 4-11): consumer warp w owns row tiles w and 8 + w, one 64-row
+//   MMA of its warpgroup each; it dequantizes one row tile while the other's MMA runs.
+// Why 256 rows: every CTA reads all of its tokens' activations, BN x 128 bytes a k tile, against
+// 32 bytes a row of 4-bit weights: at 128 rows and 128 tokens that was four times the weights'
+// bytes, and the GEMM before this one moved ~3.3 TB/s from L2 into the SMs (H100) and stayed
+// below cuBLAS. Why tensor maps: the same kernel with one bulk copy per row tile and scale row
+// (25 a stage) waited on its copies (Nsight Compute: DRAM 20 % busy) and was slower than that.
+// The output goes through shared memory, each 128-row half stored by store_tile_f32
+// (epilogue.cuh), or as a split's float partial that qgemm.cu's reduction adds in split order.
 //
-// Deliberately not here: the choice of path (1-32 tokens go to the GEMVs unless the GEMM is
-// asked for), TMA loads, swizzled layouts.
+// Deliberately not here: the choice of path (qlinear.cu) and plan (qgemm.cu), the tensor maps'
+// encoding (qgemm.cu), swizzled layouts, multicast of the activations across a cluster.
 #include "epilogue.cuh"
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
@@ -25,57 +30,60 @@
 
 namespace {
 
-constexpr int kRowTiles = 8;      // 128 rows per CTA
-constexpr int kScaleBlock = 1024; // bytes of one k tile's scales (or zeros): 8 row tiles x <= 4 groups x 8 pairs
-constexpr int kCS = 128 + 4;      // floats per token row of the output staging
+constexpr int kRowTiles = 16;     // 256 rows per CTA
+constexpr int kConsumers = 8;     // warps 4-11: two warpgroups, consumer warp w owns row tiles w and 8 + w
+constexpr int kThreads = (kConsumers + 4) * 32; // + the producer warpgroup (one thread copies)
+constexpr int kProducerRegs = 40, kConsumerRegs = 232; // 128 x 40 + 256 x 232 <= 64K
+constexpr int kScaleBlock = 2048; // bytes of one k tile's scales (or zeros): 16 row tiles x <= 4 groups x 8 pairs
+constexpr int kCS = 128 + 4;      // floats per token row of a 128-row half's output staging
+constexpr int kMaxStages = 8;
 
+// A stage (one k tile): [16 row tiles][tile], the activations [BN * 128 bytes], then
+// [scales, zeros][kScaleBlock].
 template <int BITS, int BN> __host__ __device__ constexpr int stage_bytes()
 {
 	return kRowTiles * qtile_bytes(BITS) + BN * 128 + 2 * kScaleBlock;
 }
-// Stages in shared memory: as many as keep two CTAs an SM (at most 5).
+// Ring slots: as many as fit 200 KB, at most kMaxStages.
 template <int BITS, int BN> __host__ __device__ constexpr int stages()
 {
-	return (110 << 10) / stage_bytes<BITS, BN>() < 5 ? (110 << 10) / stage_bytes<BITS, BN>() : 5;
+	return (200 << 10) / stage_bytes<BITS, BN>() < kMaxStages ? (200 << 10) / stage_bytes<BITS, BN>() : kMaxStages;
 }
 template <int BITS, int BN> __host__ __device__ constexpr int smem_bytes()
 {
-	return stages<BITS, BN>() * stage_bytes<BITS, BN>() > BN * kCS * 4 ? stages<BITS, BN>() * stage_bytes<BITS, BN>()
-									   : BN * kCS * 4;
+	return stages<BITS, BN>() * stage_bytes<BITS, BN>() > 2 * BN * kCS * 4 ? stages<BITS, BN>() * stage_bytes<BITS, BN>()
+									       : 2 * BN * kCS * 4;
 }
 
-// Issue the copies of k tile kt into stage st: [8 row tiles][tile], the activations
-// [BN * 128 bytes], then [scales, zeros][kScaleBlock]. Rows past the weight read as zeros.
-template <int BITS, int BN>
-__device__ __forceinline__ void load_stage(const qgemm_args &a, uint8_t *st, int kt, int rt0, int m0)
+// 2D tensor copy of the box at (c0, c1) of map into shared memory, completing on bar.
+__device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap &map, int c0, int c1, uint32_t bar)
 {
-	constexpr int TB = qtile_bytes(BITS), CH = TB / 16;
-	const int tid = threadIdx.x;
-	for (int c = tid; c < kRowTiles * CH; c += 256) {
-		const int i = c / CH, o = c % CH;
-		const int rt = rt0 + i;
-		const bool ok = rt < a.row_tiles;
-		const uint8_t *src = ok ? a.qw + ((size_t)rt * a.k_tiles + kt) * TB + 16 * o : a.qw;
-		cp_async16(smem_u32(st + i * TB + 16 * o), src, ok ? 16 : 0);
-	}
-	// activations: laid out by qgemm.cu as this stage wants them, BN * 128 contiguous bytes
-	uint8_t *xs = st + kRowTiles * TB;
-	const uint8_t *x = static_cast<const uint8_t *>(a.x) + ((size_t)(m0 / BN) * a.k_tiles + kt) * (BN * 128);
-	for (int c = tid; c < BN * 8; c += 256)
-		cp_async16(smem_u32(xs + 16 * c), x + 16 * c, 16);
-	uint8_t *ss = xs + BN * 128;
-	const int per_k = kRowTiles * a.gpt * 2;
-	const int grp0 = (kt * 64) >> a.gshift;
-	for (int c = tid; c < 2 * 64; c += 256) {
-		const int which = c >> 6, cc = c & 63;
-		if (cc >= per_k || (which && !a.zeros))
-			continue;
-		const int i = cc / (2 * a.gpt), o = cc % (2 * a.gpt);
-		const int rt = rt0 + i;
-		const bool ok = rt < a.row_tiles;
-		const uint32_t *base = which ? a.zeros : a.scales;
-		const uint32_t *src = ok ? base + ((size_t)rt * a.n_groups + grp0) * 8 + 4 * o : base;
-		cp_async16(smem_u32(ss + which * kScaleBlock + cc * 16), src, ok ? 16 : 0);
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+		     "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(bar)
+		     : "memory");
+}
+
+// The producer (one thread): stage i (k tile kt_begin + i) into slot i % NS once the consumers freed it.
+template <int BITS, int BN>
+__device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring, uint32_t full, uint32_t empty,
+			int kt_begin, int nk, int rt0, int m0)
+{
+	constexpr int TB = qtile_bytes(BITS), SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
+	const uint32_t gb = (uint32_t)a.gpt * 32 * kRowTiles; // scale (or zero) bytes of a stage
+	const uint32_t bytes = kRowTiles * TB + BN * 128 + (a.zeros ? 2 : 1) * gb;
+	const uint8_t *xblock = static_cast<const uint8_t *>(a.x) + (size_t)(m0 / BN) * a.k_tiles * (BN * 128);
+	for (int i = 0; i < nk; i++) {
+		const int slot = i % NS, kt = kt_begin + i;
+		if (i >= NS) // the consumers are done with the slot's previous stage
+			mbar_wait(empty + 8 * slot, ((i / NS) - 1) & 1);
+		const uint32_t st = ring + slot * SB, bar = full + 8 * slot;
+		mbar_expect_tx(bar, bytes);
+		tensor_copy(st, m.w, kt * (TB / 4), rt0, bar);
+		bulk_copy(st + kRowTiles * TB, xblock + (size_t)kt * (BN * 128), BN * 128, bar);
+		const int g0 = ((kt * 64) >> a.gshift) * 8;
+		tensor_copy(st + kRowTiles * TB + BN * 128, m.s, g0, rt0, bar);
+		if (a.zeros)
+			tensor_copy(st + kRowTiles * TB + BN * 128 + kScaleBlock, m.z, g0, rt0, bar);
 	}
 }
 
@@ -119,65 +127,121 @@ __device__ __forceinline__ void mma_tile(const uint8_t *st, const uint32_t (&A)[
 	wgmma_commit();
 }
 
+// This warp is done with a slot (its MMA has read it).
+__device__ __forceinline__ void release(uint32_t empty, int slot)
+{
+	__syncwarp();
+	if ((threadIdx.x & 31) == 0)
+		mbar_arrive(empty + 8 * slot);
+}
+
+// Stage it + 1's MMA issued from A[B] (this warp's row tile, dequantized while stage it's MMA
+// runs), then stage it's MMA awaited (one group stays in flight) and its slot freed.
+// The consumer warps: row tile w's MMA of a stage runs while row tile 8 + w is dequantized, and
+// row tile 8 + w's while the next stage's row tile w is; a slot is freed once both of its MMAs
+// are done. The last stage's second half is outside the loop: ptxas serializes MMAs that sit
+// behind a branch, or whose register inputs it sees written while an MMA is pending.
 template <typename T, int BITS, bool SYM, int BN>
-__global__ void __launch_bounds__(256, 2) qgemm_wgmma_kernel(const qgemm_args a)
+__device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint32_t empty, int nk, int warp, int gpt,
+					int gl, float (&acc)[2][BN / 2])
 {
 	constexpr int SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
+	uint32_t A0[4][4], A1[4][4];
+	// both accumulators in registers before the first MMA (left to itself, the compiler zeroes the
+	// second one while the first MMA runs, and ptxas then waits for that MMA)
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++)
+			asm volatile("" : "+f"(acc[h][i])::"memory");
+	mbar_wait(full, 0);
+	dequant<T, BITS, SYM, BN>(ring, warp, gpt, gl, A0);
+	mma_tile<T, BITS, BN>(ring, A0, acc[0]);
+	for (int it = 0; it + 1 < nk; it++) {
+		const uint8_t *st = ring + (it % NS) * SB, *nx = ring + ((it + 1) % NS) * SB;
+		dequant<T, BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, A1);
+		mma_tile<T, BITS, BN>(st, A1, acc[1]);
+		wgmma_wait<1>(); // this stage's first MMA: A0 free
+		mbar_wait(full + 8 * ((it + 1) % NS), ((it + 1) / NS) & 1);
+		dequant<T, BITS, SYM, BN>(nx, warp, gpt, gl, A0);
+		mma_tile<T, BITS, BN>(nx, A0, acc[0]);
+		wgmma_wait<1>(); // this stage's second MMA: A1 and the slot free
+		release(empty, it % NS);
+	}
+	const uint8_t *st = ring + ((nk - 1) % NS) * SB;
+	dequant<T, BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, A1);
+	mma_tile<T, BITS, BN>(st, A1, acc[1]);
+	wgmma_wait<0>();
+}
+
+template <typename T, int BITS, bool SYM, int BN>
+__global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_args a, const __grid_constant__ qgemm_maps m)
+{
+	constexpr int NS = stages<BITS, BN>();
 	extern __shared__ __align__(128) uint8_t smem[];
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	__shared__ __align__(8) uint64_t bars[2 * kMaxStages];
+	// the role from lane 0's warp index: ptxas then knows it is uniform (else it serializes the MMAs)
+	const int lane = threadIdx.x & 31, warp = __shfl_sync(0xffffffffu, threadIdx.x >> 5, 0), g = lane >> 2, t = lane & 3;
 	const int rt0 = blockIdx.x * kRowTiles, m0 = blockIdx.y * BN, split = blockIdx.z;
 	const int kt_begin = split * a.kt_per_split;
 	const int nk = min(a.k_tiles, kt_begin + a.kt_per_split) - kt_begin;
-	const int gl = a.gshift < 6 ? (16 * t) >> a.gshift : 0;
-
-	float acc[BN / 2];
-#pragma unroll
-	for (int i = 0; i < BN / 2; i++)
-		acc[i] = 0.0f;
-	uint32_t A[4][4];
-
-#pragma unroll
-	for (int s = 0; s < NS - 1; s++) {
-		if (s < nk)
-			load_stage<BITS, BN>(a, smem + s * SB, kt_begin + s, rt0, m0);
-		cp_async_commit();
+	const uint32_t full = smem_u32(bars), empty = full + 8 * kMaxStages;
+	if (threadIdx.x == 0) {
+		for (int s = 0; s < NS; s++) {
+			mbar_init(full + 8 * s, 1);
+			mbar_init(empty + 8 * s, kConsumers);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 	}
-	for (int it = 0; it < nk; it++) {
-		cp_async_wait<NS - 2>();
-		fence_proxy_async();
-		__syncthreads(); // also: every warpgroup's MMA of tile it - 1 is done, its slot free
-		const int nxt = it + NS - 1;
-		if (nxt < nk)
-			load_stage<BITS, BN>(a, smem + (nxt % NS) * SB, kt_begin + nxt, rt0, m0);
-		cp_async_commit();
-		const uint8_t *st = smem + (it % NS) * SB;
-		dequant<T, BITS, SYM, BN>(st, warp, a.gpt, gl, A);
-		mma_tile<T, BITS, BN>(st, A, acc);
-		// the MMA reads A asynchronously: wait before the next tile rewrites it (the SM's
-		// other CTA keeps the tensor cores busy meanwhile)
-		wgmma_wait<0>();
-	}
-	cp_async_wait<0>();
 	__syncthreads();
 
+	if (warp < 4) {
+		setmaxnreg_dec<kProducerRegs>();
+		if (threadIdx.x == 0)
+			produce<BITS, BN>(a, m, smem_u32(smem), full, empty, kt_begin, nk, rt0, m0);
+		return;
+	}
+	setmaxnreg_inc<kConsumerRegs>();
+	const int cw = warp - 4; // consumer warp: row tiles cw and 8 + cw
+	float acc[2][BN / 2];
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++)
+			acc[h][i] = 0.0f;
+	consume<T, BITS, SYM, BN>(smem, full, empty, nk, cw, a.gpt, a.gshift < 6 ? (16 * t) >> a.gshift : 0, acc);
+	// every MMA done (named barrier 1: the consumers only): the ring becomes the output staging,
+	// [half][BN][kCS] floats
+	epi_threads<kConsumers * 32>::sync();
 	float *cs = reinterpret_cast<float *>(smem);
 #pragma unroll
-	for (int j = 0; j < BN / 8; j++)
+	for (int h = 0; h < 2; h++)
 #pragma unroll
-		for (int c = 0; c < 4; c++) {
-			const int r = warp * 16 + g + 8 * (c >> 1);
-			const int m = 8 * j + 2 * t + (c & 1);
-			cs[m * kCS + r] = acc[4 * j + c];
+		for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+			for (int c = 0; c < 4; c++) {
+				const int r = cw * 16 + g + 8 * (c >> 1);
+				const int mm = 8 * j + 2 * t + (c & 1);
+				cs[(h * BN + mm) * kCS + r] = acc[h][4 * j + c];
+			}
+	epi_threads<kConsumers * 32>::sync();
+	for (int h = 0; h < 2; h++) {
+		float *ch = cs + h * BN * kCS;
+		const int tile = 2 * blockIdx.x + h + blockIdx.y * 2 * gridDim.x;
+		if (a.splits > 1) { // the partial, [BN][128] floats; qgemm.cu's reduction adds them
+			float *part = a.ws + ((size_t)tile * a.splits + split) * BN * 128;
+			for (int e = epi_threads<kConsumers * 32>::id() * 4; e < BN * 128; e += kConsumers * 32 * 4)
+				*reinterpret_cast<float4 *>(part + e) = *reinterpret_cast<const float4 *>(ch + (e >> 7) * kCS + (e & 127));
+			continue;
 		}
-	__syncthreads();
-	tile_out o;
-	o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = rt0 * 16;
-	o.splits = a.splits, o.split = split, o.ws = a.ws, o.counters = a.counters;
-	o.tile = blockIdx.x + blockIdx.y * gridDim.x;
-	store_tile_f32<T, BN, kCS>(cs, o);
+		tile_out o = {};
+		o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = (rt0 + 8 * h) * 16, o.splits = 1;
+		store_tile_f32<T, BN, kCS, kConsumers * 32>(ch, o);
+	}
 }
 
-template <typename T, int BITS, bool SYM, int BN> cudaError_t launch(const qgemm_args &a, dim3 grid, cudaStream_t s)
+template <typename T, int BITS, bool SYM, int BN>
+cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStream_t s)
 {
 	constexpr int smem = smem_bytes<BITS, BN>();
 	static bool configured; // once per kernel, outside any graph capture that follows
@@ -188,35 +252,40 @@ template <typename T, int BITS, bool SYM, int BN> cudaError_t launch(const qgemm
 			return e;
 		configured = true;
 	}
-	qgemm_wgmma_kernel<T, BITS, SYM, BN><<<grid, 256, smem, s>>>(a);
+	qgemm_wgmma_kernel<T, BITS, SYM, BN><<<grid, kThreads, smem, s>>>(a, m);
 	return cudaGetLastError();
 }
 
-template <typename T, int BN> cudaError_t launch_bits(const qgemm_args &a, dim3 grid, cudaStream_t s, int bits, bool sym)
+template <typename T, int BN>
+cudaError_t launch_bits(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStream_t s, int bits, bool sym)
 {
 	switch (bits) {
-	case 2: return sym ? launch<T, 2, true, BN>(a, grid, s) : launch<T, 2, false, BN>(a, grid, s);
-	case 3: return sym ? launch<T, 3, true, BN>(a, grid, s) : launch<T, 3, false, BN>(a, grid, s);
-	case 4: return sym ? launch<T, 4, true, BN>(a, grid, s) : launch<T, 4, false, BN>(a, grid, s);
-	case 5: return sym ? launch<T, 5, true, BN>(a, grid, s) : launch<T, 5, false, BN>(a, grid, s);
-	case 6: return sym ? launch<T, 6, true, BN>(a, grid, s) : launch<T, 6, false, BN>(a, grid, s);
-	default: return sym ? launch<T, 8, true, BN>(a, grid, s) : launch<T, 8, false, BN>(a, grid, s);
+	case 2: return sym ? launch<T, 2, true, BN>(a, m, grid, s) : launch<T, 2, false, BN>(a, m, grid, s);
+	case 3: return sym ? launch<T, 3, true, BN>(a, m, grid, s) : launch<T, 3, false, BN>(a, m, grid, s);
+	case 4: return sym ? launch<T, 4, true, BN>(a, m, grid, s) : launch<T, 4, false, BN>(a, m, grid, s);
+	case 5: return sym ? launch<T, 5, true, BN>(a, m, grid, s) : launch<T, 5, false, BN>(a, m, grid, s);
+	case 6: return sym ? launch<T, 6, true, BN>(a, m, grid, s) : launch<T, 6, false, BN>(a, m, grid, s);
+	default: return sym ? launch<T, 8, true, BN>(a, m, grid, s) : launch<T, 8, false, BN>(a, m, grid, s);
 	}
 }
 
 } // namespace
 
-shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, int bn)
+shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, const qgemm_maps &m, int bn)
 {
 	dim3 grid((unsigned)ceil_div64(c->w->row_tiles, kRowTiles), (unsigned)ceil_div64(c->M, bn), (unsigned)a.splits);
 	const int bits = c->w->bits;
 	const bool sym = c->w->symmetric;
 	cudaError_t e;
 	if (c->dt == SHRINK_CUDA_F16)
-		e = bn == 64 ? launch_bits<__half, 64>(a, grid, ctx->stream, bits, sym)
-			     : launch_bits<__half, 128>(a, grid, ctx->stream, bits, sym);
+		e = bn == 16   ? launch_bits<__half, 16>(a, m, grid, ctx->stream, bits, sym)
+		    : bn == 32 ? launch_bits<__half, 32>(a, m, grid, ctx->stream, bits, sym)
+		    : bn == 64 ? launch_bits<__half, 64>(a, m, grid, ctx->stream, bits, sym)
+			       : launch_bits<__half, 128>(a, m, grid, ctx->stream, bits, sym);
 	else
-		e = bn == 64 ? launch_bits<__nv_bfloat16, 64>(a, grid, ctx->stream, bits, sym)
-			     : launch_bits<__nv_bfloat16, 128>(a, grid, ctx->stream, bits, sym);
+		e = bn == 16   ? launch_bits<__nv_bfloat16, 16>(a, m, grid, ctx->stream, bits, sym)
+		    : bn == 32 ? launch_bits<__nv_bfloat16, 32>(a, m, grid, ctx->stream, bits, sym)
+		    : bn == 64 ? launch_bits<__nv_bfloat16, 64>(a, m, grid, ctx->stream, bits, sym)
+			       : launch_bits<__nv_bfloat16, 128>(a, m, grid, ctx->stream, bits, sym);
 	return shrink_cuda_check(ctx, e, "qgemm_wgmma");
 }

@@ -4,6 +4,8 @@
 #ifndef SHRINK_CUDA_QKERNELS_CUH
 #define SHRINK_CUDA_QKERNELS_CUH
 
+#include <cuda.h> // CUtensorMap (a plain struct; the encoder comes through the runtime)
+
 #include "common.cuh"
 
 // One call of a quantized linear: y [M][N] = x [M][ldx >= k_tiles * 64, zero beyond K] W^T.
@@ -23,8 +25,9 @@ struct qcall {
 	void *more_y[2];
 	// the TMA GEMV only: activations formed on the way in (NULL: x as it is)
 	const shrink_cuda_xin *xin;
-	// the GEMM only: qgemm_x_bytes of workspace for its layout of the activations
+	// the GEMM only: qgemm_x_bytes of workspace for its layout of the activations, tokens a CTA
 	void *xp;
+	int bn;
 };
 
 // log2 of the group size in columns; 31 for one group per row.
@@ -61,21 +64,28 @@ struct qgemm_args {
 	const uint32_t *scales, *zeros;
 	const void *x;
 	void *y;
-	float *ws;
-	int *counters;
+	float *ws; // splits > 1: the partials (qgemm_reduce_kernel adds them)
 	int M, N;
 	int row_tiles, k_tiles, n_groups, gshift, gpt, kt_per_split, splits;
 };
-// The warpgroup-MMA GEMM (qgemm_wgmma.cu, sm_90a) for blocks of bn = 64 or 128 tokens.
-shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, int bn);
-// Tiled GEMM, any M. ws: splits * ceil(N / 128) * 128 * BM floats per token block (BM: qgemm_block_tokens);
-// x as given (ldx, any K), xp: qgemm_x_bytes.
+// The GEMM's TMA views of a weight: codes [row tile][k tile x tile bytes] and scales, zeros
+// [row tile][group x 8 pairs], as 32-bit words, in boxes of 16 row tiles x one k tile.
+struct qgemm_maps {
+	CUtensorMap w, s, z;
+};
+// The warpgroup-MMA GEMM (qgemm_wgmma.cu, sm_90a) for blocks of bn = 16, 32, 64 or 128 tokens.
+shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, const qgemm_maps &m,
+				 int bn);
+// Tiled GEMM, any M: tokens a CTA (bn) and split-K factor chosen from a model of the launch
+// (split_k > 0: that factor). ws: qgemm_ws_floats; x as given (ldx, any K), xp: qgemm_x_bytes.
+struct qgemm_plan_t {
+	int bn, splits;
+};
+qgemm_plan_t qgemm_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
-size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, int splits);
+size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, qgemm_plan_t p);
 size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M);
-int qgemm_block_tokens(int M);
-// The split-K factor that fills n_sms SMs best (1 when the tiles are already enough).
-int qgemm_splits(const shrink_cuda_qweight *w, int M, int n_sms);
+int64_t qgemm_row_blocks(const shrink_cuda_qweight *w);
 // The residual RMSNorm of backend.cu (shrink_cuda_add2_rmsnorm_f32; keep false: x not updated).
 shrink_status add_rmsnorm_launch(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2, bool keep,
 				 const uint16_t *weight, int64_t n_tok, int64_t dim, float eps, uint16_t *out);

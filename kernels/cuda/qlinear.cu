@@ -1,6 +1,6 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
 // a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens and large 4-bit
-// weights, else the register GEMV for <= 32 tokens, the tiled GEMM up to
+// weights, else the register GEMV for <= 8-32 tokens (by weight size), the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -15,6 +15,8 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
+constexpr size_t kGemmMinBytes16 = (size_t)64 << 20; // 9-24 tokens: the GEMM from this much weight
+constexpr size_t kGemmMinBytes32 = (size_t)16 << 20; // 25-32 tokens
 constexpr int kTmaMaxTokens = 4;
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
@@ -27,6 +29,7 @@ size_t align256(size_t n)
 struct qplan {
 	shrink_cuda_qpath path;
 	int splits;
+	int gemm_bn; // the GEMM's tokens a CTA
 	qgemv_plan_t gemv;
 	// x_bytes: the activations as the kernel reads them (the GEMM's layout, or rows padded to
 	// whole k tiles for the GEMVs when K is not a multiple of 64); part: split-K partials
@@ -34,14 +37,23 @@ struct qplan {
 	size_t total() const { return align256(x_bytes) + align256(part_bytes) + align256(dense_bytes); }
 };
 
-shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, int M)
+// Whether AUTO takes the register GEMV at M tokens (else the GEMM). Measured on the H100
+// (bench_cuda --linear, 4-bit g128, one call): at 8 tokens the GEMV is faster at all six bench
+// shapes; at 16 the GEMM is at the two of 117 MB (49.9 / 54.7 us against 64.1 / 59.9) and within
+// 2-15 % behind at 30 MB; at 32 the GEMM is as fast or faster from 30 MB on (19.5-57.5 us against
+// 26.7-100.1), slower at 8 MB (4096x4096: 10.8 against 8.6).
+bool gemv_wins(const shrink_cuda_qweight *w, int M)
+{
+	const size_t bytes = shrink_cuda_qweight_bytes(w);
+	return M <= 8 || (M <= 24 && bytes < kGemmMinBytes16) || (M <= kGemvMaxTokens && bytes < kGemmMinBytes32);
+}
+
+shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)
 {
 	if (path != SHRINK_CUDA_QPATH_AUTO)
 		return path;
-	// measured on the H100 and H200: the register GEMV wins up to 32 tokens (at 32 it takes
-	// 0.45-0.7 of the GEMM's time at the six bench shapes), the GEMM from 33 on; of the two
-	// GEMVs the register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
-	return M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG
+	// of the two GEMVs the register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
+	return gemv_wins(w, M) ? SHRINK_CUDA_QPATH_GEMV_REG
 	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 }
 
@@ -51,7 +63,7 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 {
 	qplan p;
 	memset(&p, 0, sizeof p);
-	p.path = resolve_path(path, M);
+	p.path = resolve_path(path, w, M);
 	p.splits = 1;
 	if (p.path == SHRINK_CUDA_QPATH_GEMM)
 		p.x_bytes = qgemm_x_bytes(w, M);
@@ -67,11 +79,9 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 		p.splits = p.gemv.splits;
 		p.part_bytes = p.gemv.ws_floats * 4;
 	} else {
-		const int64_t tiles = ceil_div64(w->row_tiles, 8) * ceil_div64(M, qgemm_block_tokens(M));
-		p.splits = split_k > 0 ? split_k : qgemm_splits(w, M, n_sms);
-		if (tiles > w->row_tiles)
-			p.splits = 1; // one counter per row tile bounds the tiles that can be split
-		p.part_bytes = qgemm_ws_floats(w, M, p.splits) * 4;
+		const qgemm_plan_t g = qgemm_plan(w, M, n_sms, split_k);
+		p.splits = g.splits, p.gemm_bn = g.bn;
+		p.part_bytes = qgemm_ws_floats(w, M, g) * 4;
 	}
 	return p;
 }
@@ -159,7 +169,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	qplan p = make_plan(w, M, ctx->n_sms, path, split_k);
 	if (p.total() > ctx->workspace_bytes && path == SHRINK_CUDA_QPATH_AUTO) {
 		// fall back to what fits: no dense copy, then no split
-		p = make_plan(w, M, ctx->n_sms, M <= kGemvMaxTokens ? SHRINK_CUDA_QPATH_GEMV_REG : SHRINK_CUDA_QPATH_GEMM, 0);
+		p = make_plan(w, M, ctx->n_sms, gemv_wins(w, M) ? SHRINK_CUDA_QPATH_GEMV_REG : SHRINK_CUDA_QPATH_GEMM, 0);
 		if (p.total() > ctx->workspace_bytes)
 			p = make_plan(w, M, ctx->n_sms, p.path, 1);
 	}
@@ -182,7 +192,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
 	c.ws = p.splits > 1 ? part : NULL;
 	if (p.path == SHRINK_CUDA_QPATH_GEMM) {
-		c.xp = xbuf;
+		c.xp = xbuf, c.bn = p.gemm_bn;
 		return qgemm_launch(ctx, &c);
 	}
 	if (p.x_bytes) {
@@ -254,7 +264,7 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 {
 	if (n_w < 1 || n_w > 3 || !w || !y)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: 1 to 3 weights");
-	bool one_launch = n_w > 1 && n_tok >= 1 && n_tok <= kGemvMaxTokens && same_scheme(w, n_w) &&
+	bool one_launch = n_w > 1 && n_tok >= 1 && gemv_wins(w[0], (int)n_tok) && same_scheme(w, n_w) &&
 			  w[0]->cols % 64 == 0 && (dt == SHRINK_CUDA_F16 || dt == SHRINK_CUDA_BF16) && x && aligned16(x);
 	for (int i = 0; one_launch && i < n_w; i++)
 		one_launch = y[i] && aligned16(y[i]);

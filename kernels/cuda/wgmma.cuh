@@ -2,7 +2,7 @@
 // (four warps, 64 rows: warp w holds rows 16 w .. 16 w + 15 in the m16n8k16 A-fragment
 // layout) and B (16 x N) in shared memory through a matrix descriptor; f32 accumulators,
 // d[4 j + c] in the m16n8 C-fragment layout of n8 block j. Internal to kernels/cuda.
-// The asm bodies are spelled out per shape (32 or 64 accumulator registers), one macro each.
+// The asm bodies are spelled out per shape (N = 16, 32, 64, 128: N / 2 accumulator registers), one macro each.
 #ifndef SHRINK_CUDA_WGMMA_CUH
 #define SHRINK_CUDA_WGMMA_CUH
 
@@ -27,6 +27,17 @@ __device__ __forceinline__ void fence_proxy_async()
 	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Give registers back (a warpgroup that only issues copies) or take them (one that holds
+// accumulators): the kernel starts at its __launch_bounds__ cap, the pool is the SM's 64K.
+template <int R> __device__ __forceinline__ void setmaxnreg_dec()
+{
+	asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void setmaxnreg_inc()
+{
+	asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+
 // Descriptor of a K-major B operand without swizzling: 8 x 16-byte core matrices, lbo bytes
 // between core matrices along K, sbo bytes along N.
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo, uint32_t sbo)
@@ -36,6 +47,32 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
 }
 
 template <typename T, int N> struct wgmma_rs;
+
+#define SHRINK_WGMMA_RS_16(T, PTX) \
+template <> struct wgmma_rs<T, 16> { \
+	static __device__ __forceinline__ void run(float (&d)[8], const uint32_t (&a)[4], uint64_t desc) \
+	{ \
+		asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n" \
+			     "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX "." PTX " " \
+			     "{%0, %1, %2, %3, %4, %5, %6, %7}, " \
+			     "{%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n" \
+			     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]) \
+			     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)); \
+	} \
+};
+
+#define SHRINK_WGMMA_RS_32(T, PTX) \
+template <> struct wgmma_rs<T, 32> { \
+	static __device__ __forceinline__ void run(float (&d)[16], const uint32_t (&a)[4], uint64_t desc) \
+	{ \
+		asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" \
+			     "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX "." PTX " " \
+			     "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, " \
+			     "{%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n" \
+			     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+			     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)); \
+	} \
+};
 
 #define SHRINK_WGMMA_RS_64(T, PTX) \
 template <> struct wgmma_rs<T, 64> { \
@@ -63,10 +100,16 @@ template <> struct wgmma_rs<T, 128> { \
 	} \
 };
 
+SHRINK_WGMMA_RS_16(__half, "f16")
+SHRINK_WGMMA_RS_32(__half, "f16")
 SHRINK_WGMMA_RS_64(__half, "f16")
 SHRINK_WGMMA_RS_128(__half, "f16")
+SHRINK_WGMMA_RS_16(__nv_bfloat16, "bf16")
+SHRINK_WGMMA_RS_32(__nv_bfloat16, "bf16")
 SHRINK_WGMMA_RS_64(__nv_bfloat16, "bf16")
 SHRINK_WGMMA_RS_128(__nv_bfloat16, "bf16")
+#undef SHRINK_WGMMA_RS_16
+#undef SHRINK_WGMMA_RS_32
 #undef SHRINK_WGMMA_RS_64
 #undef SHRINK_WGMMA_RS_128
 

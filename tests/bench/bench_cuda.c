@@ -33,6 +33,7 @@ static cudaStream_t stream;
 static cublasHandle_t cublas;
 static bool quick;
 static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
+static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
 static int dt = 0; /* 0 f16, 1 bf16 */
 static double copy_gbps;
 
@@ -291,7 +292,7 @@ static void free_case(lin_case *c)
 static const char *path_name(shrink_cuda_qpath p, int64_t M)
 {
 	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses (the two GEMVs: see their rows) */
-		return M <= 32 ? "auto (gemv)" : M >= 1024 ? "auto (dequant+cublas)" : "auto (gemm)";
+		return M <= 8 ? "auto (gemv)" : M <= 32 ? "auto (gemv or gemm by size)" : M >= 1024 ? "auto (dequant+cublas)" : "auto (gemm)";
 	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
 	       : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg"
 	       : p == SHRINK_CUDA_QPATH_GEMV_TMA ? "gemv-tma" : "dequant+cublas";
@@ -332,7 +333,7 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 		sanity_check(&c, 64);
 		for (int b = 0; b < n_batches; b++) {
 			const int64_t M = batches[b];
-			if (M > max_batch)
+			if (M > max_batch || M < min_batch)
 				continue;
 			c.M = M;
 			double cub = time_auto(launch_cublas, &c, c.n_f);
@@ -817,6 +818,8 @@ int main(int argc, char **argv)
 			ops = true;
 		else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
 			max_batch = atoll(argv[++i]);
+		else if (!strcmp(argv[i], "--min-batch") && i + 1 < argc)
+			min_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
 			dt = !strcmp(argv[++i], "bf16");
 		else if (!strcmp(argv[i], "--bits") && i + 1 < argc)
@@ -824,7 +827,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--max-batch M] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}

@@ -192,7 +192,7 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMV_TMA, 5, 0},  {SHRINK_CUDA_QPATH_GEMV_TMA, 8, 0},
 		{SHRINK_CUDA_QPATH_GEMV_TMA, 2, 0},  {SHRINK_CUDA_QPATH_GEMV_REG, 13, 0},
 		{SHRINK_CUDA_QPATH_GEMV_REG, 25, 3},
-		/* the GEMM's four block sizes (16, 32, 64, 128 tokens), k slices ending inside a split */
+		/* the GEMM below and above its 64-token block, k ranges ending inside a split */
 		{SHRINK_CUDA_QPATH_GEMM, 7, 3},    {SHRINK_CUDA_QPATH_GEMM, 16, 0},  {SHRINK_CUDA_QPATH_GEMM, 24, 5},
 		{SHRINK_CUDA_QPATH_GEMM, 32, 0},   {SHRINK_CUDA_QPATH_GEMM, 64, 3},  {SHRINK_CUDA_QPATH_GEMM, 50, 0},
 		{SHRINK_CUDA_QPATH_GEMM, 128, 0},  {SHRINK_CUDA_QPATH_GEMM, 257, 2},
@@ -234,6 +234,21 @@ static void test_qlinear(ref_rng *rng)
 			check_qlinear(&m, &w, dt, 64, SHRINK_CUDA_QPATH_AUTO, 0, rng);
 			check_qlinear(&m, &w, dt, 16, SHRINK_CUDA_QPATH_GEMM, 0, rng);
 			check_qlinear(&m, &w, dt, 128, SHRINK_CUDA_QPATH_AUTO, 0, rng);
+			shrink_cuda_qweight_free(&w);
+		}
+		ref_qmatrix_free(&m);
+	}
+	/* many rows: the GEMM's plan takes 128 tokens a CTA (67 blocks of 256 rows, the last one
+	 * partly past the weight), with and without split K */
+	for (int dt = 0; dt < 2; dt++) {
+		ref_qmatrix m;
+		ref_qmatrix_random(&m, 4, 32, false, 17003, 100, rng);
+		shrink_cuda_qweight w;
+		if (status_ok(shrink_cuda_qweight_upload(ctx, 4, 32, false, m.rows, m.cols, m.packed, m.scales, m.zeros,
+							 &w),
+			      "qweight_upload")) {
+			check_qlinear(&m, &w, dt, 128, SHRINK_CUDA_QPATH_AUTO, 0, rng);
+			check_qlinear(&m, &w, dt, 200, SHRINK_CUDA_QPATH_GEMM, 3, rng);
 			shrink_cuda_qweight_free(&w);
 		}
 		ref_qmatrix_free(&m);
