@@ -5,6 +5,7 @@
 #ifndef SHRINK_KERNELS_H
 #define SHRINK_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,14 @@ int shrink_cpu_vnni(void);
 void shrink_kernel_linear(const void *w, shrink_kw_type type, int64_t rows, int64_t cols, const float *x, int n_tok,
 			  float *y, float *scratch);
 size_t shrink_kernel_linear_scratch(int64_t rows, int64_t cols, int n_tok);
+
+/* C [M, N] = alpha op(A) op(B) + beta C, row-major (op: transposed when ta / tb), through
+ * OpenBLAS in fixed tiles so that the result does not depend on the thread count (sgemm.c). */
+void shrink_kernel_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+			 int ldb, float beta, float *C, int ldc);
+/* Keep OpenBLAS on one thread (its threaded routines round by thread count); call before
+ * other BLAS routines, outside OpenMP regions. */
+void shrink_kernel_blas_serial(void);
 
 /* Convert n elements of a f16 / bf16 array to float32. */
 void shrink_kernel_f16_to_f32(const uint16_t *src, float *dst, int64_t n);

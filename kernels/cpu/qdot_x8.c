@@ -9,7 +9,6 @@
  * order in every implementation (AVX512-VNNI, AVX2, portable C), so all give
  * the same bits, whatever the thread count (tiles never straddle threads).
  * Many tokens: tiles are dequantized for sgemm, as qmatvec.c does. */
-#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -276,11 +275,11 @@ static void linear_gemm(const shrink_kqx *w, const float *x, int n_tok, float *y
 	for (int64_t t0 = 0; t0 < w->n_tiles; t0 += GEMM_TILES) {
 		int64_t nt = w->n_tiles - t0 < GEMM_TILES ? w->n_tiles - t0 : GEMM_TILES;
 		int64_t r0 = t0 * TILE, nr = w->rows - r0 < nt * TILE ? w->rows - r0 : nt * TILE;
-		/* one thread: an OpenMP team here would spin between the blocks
-		 * while OpenBLAS's own threads run sgemm on the same cores */
+		/* dequantized on this thread (an OpenMP team here spun while OpenBLAS's own threads ran
+		 * the sgemm; not measured again since the sgemm became OpenMP tiles, sgemm.c) */
 		for (int64_t t = 0; t < nt; t++)
 			shrink_kernel_qx_dequant_tile(w, t0 + t, scratch + (size_t)(t * TILE) * (size_t)w->cols);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tok, (int)nr, (int)w->cols, 1.0f, x,
+		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x,
 			    (int)w->cols, scratch, (int)w->cols, 0.0f, y + r0, (int)w->rows);
 	}
 }

@@ -4,7 +4,6 @@
  * group sums of x computed once per call; 4- and 8-bit codes are expanded in
  * AVX2 registers (checked at run time), other widths through a small buffer.
  * Many tokens: blocks of 128 rows are dequantized and handed to sgemm. */
-#include <cblas.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +286,7 @@ void shrink_kernel_linear_q(const shrink_kq *w, const float *x, int n_tok, float
 #pragma omp parallel for schedule(static)
 		for (int64_t r = 0; r < nr; r++)
 			shrink_kernel_dequant_q_row(w, r0 + r, scratch + r * w->cols);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tok, (int)nr, (int)w->cols, 1.0f, x, (int)w->cols,
+		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x, (int)w->cols,
 			    scratch, (int)w->cols, 0.0f, y + r0, (int)w->rows);
 	}
 }

@@ -5,9 +5,9 @@
  * h / (nh / nkv). Not here: the KV cache or incremental decoding (attention.c
  * does that for inference); the masked half of each score matrix is computed
  * and thrown away, which costs less than splitting the products. */
-#include <cblas.h>
 #include <math.h>
 
+#include "kernels.h"
 #include "train_ops.h"
 
 static void causal_softmax(float *p, int n)
@@ -38,10 +38,10 @@ void attention_forward(float *att, float *p, const float *q, const float *k, con
 	for (int h = 0; h < nh; h++) {
 		int g = h / group;
 		float *ph = p + (int64_t)h * n * n;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd,
+		shrink_kernel_sgemm(false, true, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd,
 			    0.0f, ph, n);
 		causal_softmax(ph, n);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, ph, n, v + g * hd, kvd, 0.0f,
+		shrink_kernel_sgemm(false, false, n, hd, n, 1.0f, ph, n, v + g * hd, kvd, 0.0f,
 			    att + h * hd, qd);
 	}
 }
@@ -72,14 +72,14 @@ void attention_backward(float *dq, float *dk, float *dv, float *ds, const float 
 		int g = h / group;
 		float beta = h % group ? 1.0f : 0.0f; /* the group's first head starts dk, dv */
 		const float *ph = p + (int64_t)h * n * n, *dout = datt + h * hd;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dout, qd, v + g * hd, kvd, 0.0f,
+		shrink_kernel_sgemm(false, true, n, n, hd, 1.0f, dout, qd, v + g * hd, kvd, 0.0f,
 			    ds, n);
 		softmax_backward(ds, ph, n);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, scale, ds, n, k + g * hd, kvd, 0.0f,
+		shrink_kernel_sgemm(false, false, n, hd, n, scale, ds, n, k + g * hd, kvd, 0.0f,
 			    dq + h * hd, qd);
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, scale, ds, n, q + h * hd, qd, beta,
+		shrink_kernel_sgemm(true, false, n, hd, n, scale, ds, n, q + h * hd, qd, beta,
 			    dk + g * hd, kvd);
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, ph, n, dout, qd, beta, dv + g * hd,
+		shrink_kernel_sgemm(true, false, n, hd, n, 1.0f, ph, n, dout, qd, beta, dv + g * hd,
 			    kvd);
 	}
 }

@@ -4,10 +4,10 @@
  * tokens runs in one thread in token order, so results do not depend on the
  * thread count. Not here: the inference ops (ops.c), which read weights of any
  * dtype and work through the KV cache. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "train_ops.h"
 
 #define COL_BLOCK 64
@@ -86,7 +86,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 void linear_forward(float *y, const float *x, const float *w, const float *b, int n, int64_t rows, int64_t cols,
 		    float beta)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, (int)cols, 1.0f, x, (int)cols, w, (int)cols,
+	shrink_kernel_sgemm(false, true, n, (int)rows, (int)cols, 1.0f, x, (int)cols, w, (int)cols,
 		    beta, y, (int)rows);
 	if (!b)
 		return;
@@ -112,9 +112,9 @@ static void column_sums(float *db, const float *dy, int n, int64_t rows)
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
 		     int64_t rows, int64_t cols, float beta_dx)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)cols, (int)rows, 1.0f, dy, (int)rows, w,
+	shrink_kernel_sgemm(false, false, n, (int)cols, (int)rows, 1.0f, dy, (int)rows, w,
 		    (int)cols, beta_dx, dx, (int)cols);
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, n, 1.0f, dy, (int)rows, x, (int)cols,
+	shrink_kernel_sgemm(true, false, (int)rows, (int)cols, n, 1.0f, dy, (int)rows, x, (int)cols,
 		    1.0f, dw, (int)cols);
 	if (db)
 		column_sums(db, dy, n, rows);

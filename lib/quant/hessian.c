@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 
+#include "kernels.h"
 #include "quant_impl.h"
 
 #define HESSIAN_CHUNK_ROWS 128
@@ -32,6 +33,7 @@ static void add_chunk(shrink_hessian *h, const float *x, int64_t m)
 	for (int64_t i = 0; i < m * n; i++)
 		h->scratch[i] = x[i];
 	double before = (double)h->n_samples, total = before + (double)m;
+	shrink_kernel_blas_serial(); /* its threaded dsyrk rounds by thread count */
 	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)m, 2.0 / total, h->scratch, (int)n,
 		    before / total, h->H, (int)n);
 	h->n_samples += m;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "sense_impl.h"
 
 #define N_SITES 5
@@ -118,6 +119,7 @@ static double proxy_trace(const float *w, const float *wq, int64_t rows, int64_t
 		int64_t nr = rows - r0 < PROXY_ROWS ? rows - r0 : PROXY_ROWS;
 		for (int64_t i = 0; i < nr * cols; i++)
 			d[i] = (double)wq[r0 * cols + i] - w[r0 * cols + i];
+		shrink_kernel_blas_serial(); /* its threaded dsymm rounds by thread count */
 		cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, (int)nr, (int)cols, 1.0, H, (int)cols, d, (int)cols,
 			    0.0, m, (int)cols);
 		for (int64_t i = 0; i < nr * cols; i++)
@@ -136,7 +138,7 @@ static double proxy_direct(const float *w, const float *wq, int64_t rows, int64_
 		int64_t nr = rows - r0 < DIRECT_ROWS ? rows - r0 : DIRECT_ROWS;
 		for (int64_t i = 0; i < nr * cols; i++)
 			d[i] = wq[r0 * cols + i] - w[r0 * cols + i];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr, (int)cols, 1.0f, X, (int)cols, d,
+		shrink_kernel_sgemm(false, true, (int)n, (int)nr, (int)cols, 1.0f, X, (int)cols, d,
 			    (int)cols, 0.0f, y, (int)nr);
 		for (int64_t i = 0; i < n * nr; i++)
 			total += (double)y[i] * y[i];
