@@ -1,7 +1,7 @@
 /* matvec.c: y = x W^T for float weights (f32, f16, bf16).
  * Few tokens (decode): one thread per output row, a fused convert-and-dot,
  * AVX2/FMA when the CPU has it (checked at run time) else portable C.
- * Many tokens (prefill, evaluation): OpenBLAS sgemm, converting f16/bf16
+ * Many tokens (prefill, evaluation): sgemm in fixed tiles (sgemm.c), converting f16/bf16
  * weights a block of rows at a time so the whole matrix is never expanded.
  * Quantized weights are not handled here (see lib/quant when it lands). */
 #include <immintrin.h>
@@ -152,14 +152,14 @@ void shrink_kernel_linear(const void *w, shrink_kw_type type, int64_t rows, int6
 		return;
 	}
 	if (type == SHRINK_KW_F32) {
-		shrink_kernel_sgemm(false, true, n_tok, (int)rows, (int)cols, 1.0f, x, (int)cols, w,
-			    (int)cols, 0.0f, y, (int)rows);
+		shrink_kernel_sgemm(false, true, n_tok, (int)rows, (int)cols, 1.0f, x, (int)cols, w, (int)cols, 0.0f, y,
+				    (int)rows);
 		return;
 	}
 	for (int64_t r0 = 0; r0 < rows; r0 += CONVERT_BLOCK_ROWS) {
 		int64_t nr = rows - r0 < CONVERT_BLOCK_ROWS ? rows - r0 : CONVERT_BLOCK_ROWS;
 		convert_rows(w, type, r0, nr, cols, scratch);
-		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)cols, 1.0f, x, (int)cols,
-			    scratch, (int)cols, 0.0f, y + r0, (int)rows);
+		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)cols, 1.0f, x, (int)cols, scratch, (int)cols,
+				    0.0f, y + r0, (int)rows);
 	}
 }

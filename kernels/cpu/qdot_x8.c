@@ -279,8 +279,8 @@ static void linear_gemm(const shrink_kqx *w, const float *x, int n_tok, float *y
 		 * the sgemm; not measured again since the sgemm became OpenMP tiles, sgemm.c) */
 		for (int64_t t = 0; t < nt; t++)
 			shrink_kernel_qx_dequant_tile(w, t0 + t, scratch + (size_t)(t * TILE) * (size_t)w->cols);
-		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x,
-			    (int)w->cols, scratch, (int)w->cols, 0.0f, y + r0, (int)w->rows);
+		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x, (int)w->cols, scratch,
+				    (int)w->cols, 0.0f, y + r0, (int)w->rows);
 	}
 }
 

@@ -286,7 +286,7 @@ void shrink_kernel_linear_q(const shrink_kq *w, const float *x, int n_tok, float
 #pragma omp parallel for schedule(static)
 		for (int64_t r = 0; r < nr; r++)
 			shrink_kernel_dequant_q_row(w, r0 + r, scratch + r * w->cols);
-		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x, (int)w->cols,
-			    scratch, (int)w->cols, 0.0f, y + r0, (int)w->rows);
+		shrink_kernel_sgemm(false, true, n_tok, (int)nr, (int)w->cols, 1.0f, x, (int)w->cols, scratch,
+				    (int)w->cols, 0.0f, y + r0, (int)w->rows);
 	}
 }

@@ -39,7 +39,7 @@ void shrink_kernel_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, con
 			const int mb = M - i0 < TILE_M ? M - i0 : TILE_M, nb = N - j0 < TILE_N ? N - j0 : TILE_N;
 			const float *a = ta ? A + i0 : A + (size_t)i0 * lda;
 			const float *b = tb ? B + (size_t)j0 * ldb : B + j0;
-			cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, mb, nb, K,
-				    alpha, a, lda, b, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
+			cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, mb,
+				    nb, K, alpha, a, lda, b, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
 		}
 }

@@ -38,11 +38,9 @@ void attention_forward(float *att, float *p, const float *q, const float *k, con
 	for (int h = 0; h < nh; h++) {
 		int g = h / group;
 		float *ph = p + (int64_t)h * n * n;
-		shrink_kernel_sgemm(false, true, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd,
-			    0.0f, ph, n);
+		shrink_kernel_sgemm(false, true, n, n, hd, scale, q + h * hd, qd, k + g * hd, kvd, 0.0f, ph, n);
 		causal_softmax(ph, n);
-		shrink_kernel_sgemm(false, false, n, hd, n, 1.0f, ph, n, v + g * hd, kvd, 0.0f,
-			    att + h * hd, qd);
+		shrink_kernel_sgemm(false, false, n, hd, n, 1.0f, ph, n, v + g * hd, kvd, 0.0f, att + h * hd, qd);
 	}
 }
 
@@ -72,14 +70,10 @@ void attention_backward(float *dq, float *dk, float *dv, float *ds, const float 
 		int g = h / group;
 		float beta = h % group ? 1.0f : 0.0f; /* the group's first head starts dk, dv */
 		const float *ph = p + (int64_t)h * n * n, *dout = datt + h * hd;
-		shrink_kernel_sgemm(false, true, n, n, hd, 1.0f, dout, qd, v + g * hd, kvd, 0.0f,
-			    ds, n);
+		shrink_kernel_sgemm(false, true, n, n, hd, 1.0f, dout, qd, v + g * hd, kvd, 0.0f, ds, n);
 		softmax_backward(ds, ph, n);
-		shrink_kernel_sgemm(false, false, n, hd, n, scale, ds, n, k + g * hd, kvd, 0.0f,
-			    dq + h * hd, qd);
-		shrink_kernel_sgemm(true, false, n, hd, n, scale, ds, n, q + h * hd, qd, beta,
-			    dk + g * hd, kvd);
-		shrink_kernel_sgemm(true, false, n, hd, n, 1.0f, ph, n, dout, qd, beta, dv + g * hd,
-			    kvd);
+		shrink_kernel_sgemm(false, false, n, hd, n, scale, ds, n, k + g * hd, kvd, 0.0f, dq + h * hd, qd);
+		shrink_kernel_sgemm(true, false, n, hd, n, scale, ds, n, q + h * hd, qd, beta, dk + g * hd, kvd);
+		shrink_kernel_sgemm(true, false, n, hd, n, 1.0f, ph, n, dout, qd, beta, dv + g * hd, kvd);
 	}
 }

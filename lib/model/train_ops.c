@@ -86,8 +86,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 void linear_forward(float *y, const float *x, const float *w, const float *b, int n, int64_t rows, int64_t cols,
 		    float beta)
 {
-	shrink_kernel_sgemm(false, true, n, (int)rows, (int)cols, 1.0f, x, (int)cols, w, (int)cols,
-		    beta, y, (int)rows);
+	shrink_kernel_sgemm(false, true, n, (int)rows, (int)cols, 1.0f, x, (int)cols, w, (int)cols, beta, y, (int)rows);
 	if (!b)
 		return;
 	for (int t = 0; t < n; t++)
@@ -112,10 +111,10 @@ static void column_sums(float *db, const float *dy, int n, int64_t rows)
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
 		     int64_t rows, int64_t cols, float beta_dx)
 {
-	shrink_kernel_sgemm(false, false, n, (int)cols, (int)rows, 1.0f, dy, (int)rows, w,
-		    (int)cols, beta_dx, dx, (int)cols);
-	shrink_kernel_sgemm(true, false, (int)rows, (int)cols, n, 1.0f, dy, (int)rows, x, (int)cols,
-		    1.0f, dw, (int)cols);
+	shrink_kernel_sgemm(false, false, n, (int)cols, (int)rows, 1.0f, dy, (int)rows, w, (int)cols, beta_dx, dx,
+			    (int)cols);
+	shrink_kernel_sgemm(true, false, (int)rows, (int)cols, n, 1.0f, dy, (int)rows, x, (int)cols, 1.0f, dw,
+			    (int)cols);
 	if (db)
 		column_sums(db, dy, n, rows);
 }

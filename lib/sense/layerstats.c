@@ -138,8 +138,8 @@ static double proxy_direct(const float *w, const float *wq, int64_t rows, int64_
 		int64_t nr = rows - r0 < DIRECT_ROWS ? rows - r0 : DIRECT_ROWS;
 		for (int64_t i = 0; i < nr * cols; i++)
 			d[i] = wq[r0 * cols + i] - w[r0 * cols + i];
-		shrink_kernel_sgemm(false, true, (int)n, (int)nr, (int)cols, 1.0f, X, (int)cols, d,
-			    (int)cols, 0.0f, y, (int)nr);
+		shrink_kernel_sgemm(false, true, (int)n, (int)nr, (int)cols, 1.0f, X, (int)cols, d, (int)cols, 0.0f, y,
+				    (int)nr);
 		for (int64_t i = 0; i < n * nr; i++)
 			total += (double)y[i] * y[i];
 	}
