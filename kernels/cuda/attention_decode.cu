@@ -24,6 +24,7 @@
 //
 // Deliberately not here: prefill (attention.cu), caches other than f16.
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace {
 
@@ -286,6 +287,7 @@ template <typename T, int GM> __device__ void dec_merge(const dec_args &a, const
 
 template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const dec_args a)
 {
+	launch_dependents(); // o_proj's GEMV may start asking for its weights (pdl.cuh)
 	extern __shared__ float sm[];
 	__shared__ int is_last;
 	const int hd = a.head_dim, n8 = hd / 8;

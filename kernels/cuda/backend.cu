@@ -6,6 +6,7 @@
 // attention and SwiGLU run in f16.
 #include <stdlib.h>
 
+#include "pdl.cuh"
 #include "qkernels.cuh"
 
 namespace {
@@ -51,6 +52,7 @@ __device__ __forceinline__ void add_half4(float4 &v, const __half *y, int64_t i)
 __global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *y2, bool keep, const __half *w,
 				   int64_t dim, float eps, __half *out)
 {
+	launch_dependents(); // the GEMV after may start asking for its weights (pdl.cuh)
 	__shared__ float scratch[32];
 	float *row = x + blockIdx.x * dim;
 	const __half *yr = y ? y + blockIdx.x * dim : NULL;

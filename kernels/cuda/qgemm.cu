@@ -20,6 +20,7 @@
 
 #include <cudaTypedefs.h>
 
+#include "pdl.cuh"
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
 #include "qlayout.cuh"
@@ -32,6 +33,8 @@ template <int BN>
 __global__ void qgemm_layout_kernel(const uint16_t *__restrict__ x, int64_t ldx, int M, int K, int k_tiles,
 				    int64_t n_pairs, uint32_t *__restrict__ xp)
 {
+	launch_dependents(); // the GEMM may start streaming its weights (pdl.cuh)
+	wait_prerequisites(); // x is the output of the kernel before; the GEMM before may still read xp
 	// one thread per column pair, in the order of x (reads coalesced)
 	const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
 	if (i >= n_pairs)
@@ -57,6 +60,8 @@ template <typename T>
 __global__ void qgemm_reduce_kernel(const float *__restrict__ ws, int M, int N, int bn, int splits, int row_blocks,
 				    T *__restrict__ y)
 {
+	launch_dependents();
+	wait_prerequisites(); // the GEMM's partials
 	const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n4 = (N + 3) / 4;
 	if (i >= (int64_t)M * n4)
 		return;
@@ -162,15 +167,14 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	const uint16_t *x = static_cast<const uint16_t *>(c->x);
 	uint32_t *xp = static_cast<uint32_t *>(c->xp);
 	const int K = (int)w->cols, kt = (int)w->k_tiles;
-	if (bn == 16)
-		qgemm_layout_kernel<16><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
-	else if (bn == 32)
-		qgemm_layout_kernel<32><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
-	else if (bn == 64)
-		qgemm_layout_kernel<64><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
-	else
-		qgemm_layout_kernel<128><<<blocks, 256, 0, ctx->stream>>>(x, c->ldx, c->M, K, kt, n_pairs, xp);
-	shrink_status st = shrink_cuda_launched(ctx, "qgemm layout");
+	const auto layout = bn == 16   ? qgemm_layout_kernel<16>
+			    : bn == 32 ? qgemm_layout_kernel<32>
+			    : bn == 64 ? qgemm_layout_kernel<64>
+				       : qgemm_layout_kernel<128>;
+	const int M = c->M;
+	const int64_t ldx = c->ldx;
+	cudaError_t e = launch_dependent(layout, dim3(blocks), dim3(256), 0, ctx->stream, x, ldx, M, K, kt, n_pairs, xp);
+	shrink_status st = shrink_cuda_check(ctx, e, "qgemm layout");
 	if (st != SHRINK_OK)
 		return st;
 
@@ -211,11 +215,12 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	const int64_t n_out = (int64_t)c->M * ceil_div64(w->rows, 4);
 	const unsigned rblocks = (unsigned)ceil_div64(n_out, 256);
 	const int rb = (int)qgemm_row_blocks(w);
-	if (c->dt == SHRINK_CUDA_F16)
-		qgemm_reduce_kernel<__half><<<rblocks, 256, 0, ctx->stream>>>(c->ws, c->M, (int)w->rows, bn, a.splits, rb,
-									     static_cast<__half *>(c->y));
-	else
-		qgemm_reduce_kernel<__nv_bfloat16><<<rblocks, 256, 0, ctx->stream>>>(
-			c->ws, c->M, (int)w->rows, bn, a.splits, rb, static_cast<__nv_bfloat16 *>(c->y));
-	return shrink_cuda_launched(ctx, "qgemm reduce");
+	const float *ws = c->ws;
+	const int N = (int)w->rows, splits = a.splits;
+	e = c->dt == SHRINK_CUDA_F16
+		    ? launch_dependent(qgemm_reduce_kernel<__half>, dim3(rblocks), dim3(256), 0, ctx->stream, ws, M, N, bn,
+				       splits, rb, static_cast<__half *>(c->y))
+		    : launch_dependent(qgemm_reduce_kernel<__nv_bfloat16>, dim3(rblocks), dim3(256), 0, ctx->stream, ws, M,
+				       N, bn, splits, rb, static_cast<__nv_bfloat16 *>(c->y));
+	return shrink_cuda_check(ctx, e, "qgemm reduce");
 }

@@ -23,6 +23,7 @@
 // Deliberately not here: the choice of path (qlinear.cu) and plan (qgemm.cu), the tensor maps'
 // encoding (qgemm.cu), swizzled layouts, multicast of the activations across a cluster.
 #include "epilogue.cuh"
+#include "pdl.cuh"
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
 #include "qlayout.cuh"
@@ -63,7 +64,9 @@ __device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap &map
 		     : "memory");
 }
 
-// The producer (one thread): stage i (k tile kt_begin + i) into slot i % NS once the consumers freed it.
+// The producer (one thread): stage i (k tile kt_begin + i) into slot i % NS once the consumers
+// freed it. The first slots' weights are asked for at once, their activations only once the
+// kernels before (the layout pass) have finished (pdl.cuh).
 template <int BITS, int BN>
 __device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring, uint32_t full, uint32_t empty,
 			int kt_begin, int nk, int rt0, int m0)
@@ -72,18 +75,29 @@ __device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring,
 	const uint32_t gb = (uint32_t)a.gpt * 32 * kRowTiles; // scale (or zero) bytes of a stage
 	const uint32_t bytes = kRowTiles * TB + BN * 128 + (a.zeros ? 2 : 1) * gb;
 	const uint8_t *xblock = static_cast<const uint8_t *>(a.x) + (size_t)(m0 / BN) * a.k_tiles * (BN * 128);
-	for (int i = 0; i < nk; i++) {
-		const int slot = i % NS, kt = kt_begin + i;
-		if (i >= NS) // the consumers are done with the slot's previous stage
-			mbar_wait(empty + 8 * slot, ((i / NS) - 1) & 1);
-		const uint32_t st = ring + slot * SB, bar = full + 8 * slot;
+	const auto weights = [&](int i) {
+		const int kt = kt_begin + i, g0 = ((kt * 64) >> a.gshift) * 8;
+		const uint32_t st = ring + (i % NS) * SB, bar = full + 8 * (i % NS);
 		mbar_expect_tx(bar, bytes);
 		tensor_copy(st, m.w, kt * (TB / 4), rt0, bar);
-		bulk_copy(st + kRowTiles * TB, xblock + (size_t)kt * (BN * 128), BN * 128, bar);
-		const int g0 = ((kt * 64) >> a.gshift) * 8;
 		tensor_copy(st + kRowTiles * TB + BN * 128, m.s, g0, rt0, bar);
 		if (a.zeros)
 			tensor_copy(st + kRowTiles * TB + BN * 128 + kScaleBlock, m.z, g0, rt0, bar);
+	};
+	const auto activations = [&](int i) {
+		bulk_copy(ring + (i % NS) * SB + kRowTiles * TB, xblock + (size_t)(kt_begin + i) * (BN * 128), BN * 128,
+			  full + 8 * (i % NS));
+	};
+	const int first = nk < NS ? nk : NS;
+	for (int i = 0; i < first; i++)
+		weights(i);
+	wait_prerequisites();
+	for (int i = 0; i < first; i++)
+		activations(i);
+	for (int i = first; i < nk; i++) {
+		mbar_wait(empty + 8 * (i % NS), ((i / NS) - 1) & 1); // the consumers are done with the slot
+		weights(i);
+		activations(i);
 	}
 }
 
@@ -178,6 +192,7 @@ template <typename T, int BITS, bool SYM, int BN>
 __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_args a, const __grid_constant__ qgemm_maps m)
 {
 	constexpr int NS = stages<BITS, BN>();
+	launch_dependents(); // the next kernel may take each SM as this CTA leaves it (pdl.cuh)
 	extern __shared__ __align__(128) uint8_t smem[];
 	__shared__ __align__(8) uint64_t bars[2 * kMaxStages];
 	// the role from lane 0's warp index: ptxas then knows it is uniform (else it serializes the MMAs)
@@ -202,6 +217,7 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 		return;
 	}
 	setmaxnreg_inc<kConsumerRegs>();
+	wait_prerequisites(); // the output (or split partials) may still be read by the kernels before
 	const int cw = warp - 4; // consumer warp: row tiles cw and 8 + cw
 	float acc[2][BN / 2];
 #pragma unroll
@@ -252,8 +268,7 @@ cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStre
 			return e;
 		configured = true;
 	}
-	qgemm_wgmma_kernel<T, BITS, SYM, BN><<<grid, kThreads, smem, s>>>(a, m);
-	return cudaGetLastError();
+	return launch_dependent(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s, a, m);
 }
 
 template <typename T, int BN>

@@ -22,6 +22,7 @@
 // Deliberately not here: the choice of path (qlinear.cu).
 #include <string.h>
 
+#include "pdl.cuh"
 #include "qkernels.cuh"
 #include "qtile_mma.cuh"
 
@@ -144,6 +145,16 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 	const uint32_t *zp_row = SYM ? nullptr : W.zeros + (size_t)rt0 * a.n_groups * 8 + g;
 	const T *x = static_cast<const T *>(a.x);
 
+	launch_dependents(); // the next GEMV may take this SM's slot once this CTA leaves
+	// The first round's weights into L2 while the kernel before may still run (pdl.cuh), then wait
+	// for it: x is its output, and y, ws and the counters may be its input.
+	for (int u = 0; u < U; u++) {
+		const int kt = kt_begin + warp + kWarps * u;
+		for (int r = 0; r < nr && kt < kt_end && lane * 128 < qtile_bytes(BITS); r++)
+			prefetch_l2(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS) + lane * 128);
+	}
+	wait_prerequisites();
+
 	float acc[R][NT][4];
 #pragma unroll
 	for (int r = 0; r < R; r++)
@@ -220,14 +231,15 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 template <typename T, int BITS, bool SYM, bool FOLD>
 void launch_nt(const reg_args &a, dim3 grid, cudaStream_t stream, int nt, int r)
 {
+	const dim3 block(kWarps * 32);
 	if (nt == 1)
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 1, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+		launch_dependent(qgemv_reg_kernel<T, BITS, SYM, FOLD, 1, 1>, grid, block, 0, stream, a);
 	else if (nt == 2)
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 2, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+		launch_dependent(qgemv_reg_kernel<T, BITS, SYM, FOLD, 2, 1>, grid, block, 0, stream, a);
 	else if (r == 1)
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 1><<<grid, kWarps * 32, 0, stream>>>(a);
+		launch_dependent(qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 1>, grid, block, 0, stream, a);
 	else
-		qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 4><<<grid, kWarps * 32, 0, stream>>>(a);
+		launch_dependent(qgemv_reg_kernel<T, BITS, SYM, FOLD, 4, 4>, grid, block, 0, stream, a);
 }
 
 template <typename T, int BITS>

@@ -29,6 +29,7 @@
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
+#include "pdl.cuh"
 #include "qkernels.cuh"
 #include "qtile_mma.cuh"
 
@@ -100,37 +101,42 @@ template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
 	return (uint32_t)kStageTiles * qtile_bytes(BITS);
 }
 
-// The activations (all of them: M K 2 bytes; unless the consumers form them), then the weights'
-// stages as the consumers free slots.
+// The first stages of weights (no kernel writes them: they may stream while the kernel before
+// this one ends, pdl.cuh), then the activations (all of them, M K 2 bytes; unless the consumers
+// form them), then the remaining stages as the consumers free slots.
 template <int BITS, bool SYM>
 __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
 			uint32_t empty, uint32_t xs, uint32_t xbar, size_t elem)
 {
+	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles, n = (r1 - r0) * per_rt;
+	const auto issue = [&](int i) {
+		const int slot = i % a.stages, r = r0 + i / per_rt;
+		const stage_t st = stage_at(a, r, i % per_rt);
+		const tma_weight W = weight_of(a, r);
+		const size_t lr = (size_t)(r - W.rt_begin);
+		const uint32_t cb = (uint32_t)st.nt * qtile_bytes(BITS), gb = (uint32_t)st.ng * 32;
+		const uint32_t dst = ring + slot * slot_bytes, bar = full + 8 * slot;
+		mbar_expect_tx(bar, cb + (SYM ? 1 : 2) * gb);
+		bulk_copy(dst, W.qw + (lr * a.k_tiles + st.k0) * qtile_bytes(BITS), cb, bar);
+		const size_t gi = (lr * a.n_groups + st.g0) * 8;
+		bulk_copy(dst + codes_bytes<BITS>(), W.scales + gi, gb, bar);
+		if (!SYM)
+			bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
+	};
+	const int first = n < a.stages ? n : a.stages;
+	for (int i = 0; i < first; i++)
+		issue(i);
+	wait_prerequisites();
 	if (a.xop == SHRINK_CUDA_XIN_PLAIN) {
 		mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
 		for (int m = 0; m < a.M; m++)
 			bulk_copy(xs + m * a.x_row_bytes, static_cast<const uint8_t *>(a.x) + (size_t)m * a.ldx * elem,
 				  a.x_row_bytes, xbar);
 	}
-	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
-	int i = 0;
-	for (int r = r0; r < r1; r++)
-		for (int s = 0; s < per_rt; s++, i++) {
-			const int slot = i % a.stages;
-			if (i >= a.stages) // the consumers are done with the slot's previous stage
-				mbar_wait(empty + 8 * slot, ((i / a.stages) - 1) & 1);
-			const stage_t st = stage_at(a, r, s);
-			const tma_weight W = weight_of(a, r);
-			const size_t lr = (size_t)(r - W.rt_begin);
-			const uint32_t cb = (uint32_t)st.nt * qtile_bytes(BITS), gb = (uint32_t)st.ng * 32;
-			const uint32_t dst = ring + slot * slot_bytes, bar = full + 8 * slot;
-			mbar_expect_tx(bar, cb + (SYM ? 1 : 2) * gb);
-			bulk_copy(dst, W.qw + (lr * a.k_tiles + st.k0) * qtile_bytes(BITS), cb, bar);
-			const size_t gi = (lr * a.n_groups + st.g0) * 8;
-			bulk_copy(dst + codes_bytes<BITS>(), W.scales + gi, gb, bar);
-			if (!SYM)
-				bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
-		}
+	for (int i = first; i < n; i++) {
+		mbar_wait(empty + 8 * (i % a.stages), ((i / a.stages) - 1) & 1); // the slot's previous stage is used
+		issue(i);
+	}
 }
 
 // Sum over the consumer warps (named barrier 1; the producer and reducer never join it), in warp
@@ -353,6 +359,7 @@ __device__ void reduce(const tma_args &a, int r0, int r1, uint32_t red_full, uin
 
 template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bounds__(kThreads, 1) qgemv_tma_kernel(const tma_args a)
 {
+	launch_dependents(); // the next GEMV may take this SM once this CTA leaves
 	extern __shared__ __align__(128) uint8_t smem[];
 	// full[stages], empty[stages], x, red_full[kRed], red_empty[kRed]
 	__shared__ __align__(8) uint64_t bars[2 * kMaxStages + 1 + 2 * kRed];
@@ -377,13 +384,14 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 		asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 	}
 	__syncthreads();
-	if (threadIdx.x >> 5 == kConsumers + 1) {
-		reduce<T>(a, r0, r1, red_full, red_empty, red);
+	if (threadIdx.x >> 5 == kConsumers) {
+		if (threadIdx.x == kConsumers * 32) // waits for the kernel before once its first stages are asked for
+			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty, xs, xbar, sizeof(T));
 		return;
 	}
-	if (threadIdx.x >> 5 == kConsumers) {
-		if (threadIdx.x == kConsumers * 32)
-			produce<BITS, SYM>(a, r0, r1, ring, slot_bytes, full, empty, xs, xbar, sizeof(T));
+	wait_prerequisites(); // x is the output of the kernel before; y may be its input
+	if (threadIdx.x >> 5 == kConsumers + 1) {
+		reduce<T>(a, r0, r1, red_full, red_empty, red);
 		return;
 	}
 	if (a.xop == SHRINK_CUDA_XIN_PLAIN)
@@ -404,8 +412,7 @@ cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream
 			return e;
 		configured = true;
 	}
-	qgemv_tma_kernel<T, BITS, SYM, FOLD><<<ctas, kThreads, smem, stream>>>(a);
-	return cudaGetLastError();
+	return launch_dependent(qgemv_tma_kernel<T, BITS, SYM, FOLD>, dim3(ctas), dim3(kThreads), smem, stream, a);
 }
 
 template <typename T, int BITS>

@@ -112,17 +112,22 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 	return SHRINK_OK;
 }
 
-// AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md): the TMA
-// one streams faster but starts slower (~5 us a launch): at 4 bits and 1-4 tokens it wins by 2-7%
-// at ~30 MB of weights and 9-12% at 120 MB, loses by 20% at 8 MB (4096x4096), and is slower for
-// the 8-bit head. It needs a row tile per SM (it does not split K).
+// AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md, both
+// launched as dependent launches): at 4 bits, 1-4 tokens and >= 24 MB the TMA one wins by 2-5 %
+// where the launch has at least twice as many rows as columns (4096x14336, 8192x28672, gate/up):
+// the register GEMV's CTAs are then many and short (one round of loads at K = 4096), and its
+// turnover costs more than the TMA GEMV's start; with longer rows the register GEMV wins by 3-5 %
+// (14336x4096, 8192x8192; 28672x8192 by 13 % at 2 tokens); but where the TMA GEMV forms its
+// activations (c->xin: the decode MLP) it saves a launch, so it takes those whatever the shape.
+// The TMA GEMV loses by 20 % at 8 MB and for the 8-bit head. It needs a row tile per SM (it does
+// not split K).
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
 	for (int i = 1; i < c->n_weights; i++)
 		bytes += shrink_cuda_qweight_bytes(c->more[i - 1]);
 	return c->M <= kTmaMaxTokens && c->w->bits <= 4 && bytes >= kTmaMinBytes && row_tiles >= ctx->n_sms &&
-	       qgemv_tma_fits(c);
+	       (c->xin || row_tiles * 16 >= 2 * c->w->cols) && qgemv_tma_fits(c);
 }
 
 } // namespace
@@ -334,10 +339,9 @@ extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int
 		fused = fused && aligned16(ptrs[i]);
 	for (int i = 0; i < n_w; i++)
 		fused = fused && y[i] && aligned16(y[i]);
-	if (fused && prefer_tma(ctx, &c, row_tiles)) {
-		c.xin = in;
+	c.xin = in;
+	if (fused && prefer_tma(ctx, &c, row_tiles))
 		return qgemv_tma_launch(ctx, &c);
-	}
 	shrink_status st = shrink_cuda_xin_form(ctx, dt, in, n_tok, K);
 	return st ? st : shrink_cuda_qlinear_multi(ctx, n_w, w, dt, in->scratch, n_tok, y);
 }

@@ -1,0 +1,52 @@
+// pdl.cuh: programmatic dependent launch for the decode chain. A GEMV
+// launched with launch_dependent may start while the kernel before it in the
+// stream still runs: it asks for its first weights (which no kernel writes),
+// then waits (wait_prerequisites) before it reads that kernel's output or
+// writes anything. Kernels whose successor may be such a GEMV call
+// launch_dependents() first thing, so that the GEMV's CTAs take each SM as
+// soon as this kernel's CTA there leaves: the launch, the ramp of the weight
+// stream and the tail of the kernel before overlap.
+//
+// Rules every kernel launched with launch_dependent keeps:
+// - before wait_prerequisites: read only weights, write only registers and
+//   shared memory;
+// - every CTA executes wait_prerequisites before it exits, so that the
+//   kernel's end implies the end of all work before it in the stream (the
+//   next kernel may read what any earlier kernel wrote).
+#ifndef SHRINK_CUDA_PDL_CUH
+#define SHRINK_CUDA_PDL_CUH
+
+#include <cuda_runtime.h>
+
+template <typename... P, typename... A>
+cudaError_t launch_dependent(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A &&...args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+	cudaLaunchAttribute attr[1];
+	attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	attr[0].val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = attr, cfg.numAttrs = 1;
+	return cudaLaunchKernelEx(&cfg, k, static_cast<A &&>(args)...);
+}
+
+// Let a kernel launched next with launch_dependent start (it still waits for this one's end).
+__device__ __forceinline__ void launch_dependents()
+{
+	asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+// Until the kernels before this one in the stream have finished and their writes are visible
+// (at once when this kernel was launched the ordinary way).
+__device__ __forceinline__ void wait_prerequisites()
+{
+	asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+
+// Ask L2 for the 128-byte line holding p (no registers held, nothing waits on it).
+__device__ __forceinline__ void prefetch_l2(const void *p)
+{
+	asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
+#endif
