@@ -355,16 +355,11 @@ template <typename T, int GM, typename C> cudaError_t launch(const attn_args &a,
 	const size_t smem = ((size_t)GM * a.head_dim + GM * kChunk + 3 * GM +
 			     (size_t)(kThreads / (a.head_dim / 8)) * GM * a.head_dim) *
 			    sizeof(float);
-	cudaError_t e;
-	static bool configured; // once per kernel, for the largest head_dim
-	if (!configured) {
-		const int max_smem = (GM * 256 + GM * kChunk + 3 * GM + 1024 * GM) * (int)sizeof(float);
-		e = cudaFuncSetAttribute(attention_kernel<T, GM, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					 max_smem);
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	// for the largest head_dim
+	const int max_smem = (GM * 256 + GM * kChunk + 3 * GM + 1024 * GM) * (int)sizeof(float);
+	cudaError_t e = allow_smem<attention_kernel<T, GM, C>>(max_smem);
+	if (e != cudaSuccess)
+		return e;
 	dim3 grid((unsigned)(a.n_kv * a.n_sub), (unsigned)a.n_tok, (unsigned)a.splits);
 	attention_kernel<T, GM, C><<<grid, kThreads, smem, s>>>(a, cache);
 	if ((e = cudaGetLastError()) != cudaSuccess || a.splits == 1)

@@ -358,15 +358,10 @@ template <typename T, int GM> __global__ void __launch_bounds__(kThreads) attent
 
 template <typename T, int GM> cudaError_t launch(const dec_args &a, cudaStream_t stream)
 {
-	static bool configured; // once per kernel, for the largest head_dim
-	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(attention_decode_kernel<T, GM>,
-						     cudaFuncAttributeMaxDynamicSharedMemorySize,
-						     (int)(dec_smem_floats<GM>(256) * sizeof(float)));
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	const int max_smem = (int)(dec_smem_floats<GM>(256) * sizeof(float)); // for the largest head_dim
+	const cudaError_t e = allow_smem<attention_decode_kernel<T, GM>>(max_smem);
+	if (e != cudaSuccess)
+		return e;
 	dim3 grid((unsigned)(a.n_kv * a.n_sub), (unsigned)a.splits);
 	attention_decode_kernel<T, GM>
 		<<<grid, kThreads, dec_smem_floats<GM>(a.head_dim) * sizeof(float), stream>>>(a);

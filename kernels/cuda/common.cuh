@@ -53,6 +53,18 @@ static inline int64_t ceil_div64(int64_t a, int64_t b)
 	return (a + b - 1) / b;
 }
 
+// Let kernel K ask for up to `bytes` of dynamic shared memory (more than the default 48 KB): once
+// per kernel, at its first launch, which comes before any graph capture that records it.
+template <auto K> cudaError_t allow_smem(int bytes)
+{
+	static bool done;
+	if (done)
+		return cudaSuccess;
+	const cudaError_t e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+	done = e == cudaSuccess;
+	return e;
+}
+
 // ---- element types -------------------------------------------------------------------------
 
 template <typename T> struct dtype_traits;

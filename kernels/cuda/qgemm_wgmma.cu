@@ -260,14 +260,9 @@ template <typename T, int BITS, bool SYM, int BN>
 cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStream_t s)
 {
 	constexpr int smem = smem_bytes<BITS, BN>();
-	static bool configured; // once per kernel, outside any graph capture that follows
-	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(qgemm_wgmma_kernel<T, BITS, SYM, BN>,
-						     cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	const cudaError_t e = allow_smem<qgemm_wgmma_kernel<T, BITS, SYM, BN>>(smem);
+	if (e != cudaSuccess)
+		return e;
 	return launch_dependent(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s, a, m);
 }
 

@@ -283,14 +283,9 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_kernel(const gemv_args a)
 template <typename T, int BITS, bool SYM, bool FOLD, int NT, int RC, int TPW>
 cudaError_t launch(const gemv_args &a, dim3 grid, int smem, cudaStream_t stream)
 {
-	static bool configured; // once per kernel, outside any graph capture that follows
-	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(qgemv_kernel<T, BITS, SYM, FOLD, NT, RC, TPW>,
-						     cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxDynSmem);
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	const cudaError_t e = allow_smem<qgemv_kernel<T, BITS, SYM, FOLD, NT, RC, TPW>>(kMaxDynSmem);
+	if (e != cudaSuccess)
+		return e;
 	qgemv_kernel<T, BITS, SYM, FOLD, NT, RC, TPW><<<grid, kWarps * 32, smem, stream>>>(a);
 	return cudaGetLastError();
 }

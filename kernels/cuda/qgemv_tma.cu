@@ -20,12 +20,12 @@
 // - the reducer (warp 17) adds a row tile's 16 sums in warp order
 //   (deterministic) and writes the rows.
 // 16 warps because 8 left the SM short of independent work.
-// Measured on the H100 (bench_cuda, 4-bit g128, 1-4 tokens): 87-92% of copy
-// bandwidth at the 70B shapes (120 MB), against 78-84% for the register GEMV;
-// but the ramp and tail of a launch cost ~5 us whatever the matrix, so at
-// 8-30 MB it is as fast or slower (qlinear.cu's AUTO takes it for large
-// weights only). Tried: launching it with programmatic dependent launch and
-// filling the ring before waiting for the previous kernel: no gain in decode.
+// Measured on the H100 (bench_cuda, 4-bit g128, 1-2 tokens): 95-97 % of copy
+// bandwidth at the 70B shapes (120 MB), 78 % at 4096x14336 (30 MB), 48 % at
+// 8 MB, where a launch's start weighs more (qlinear.cu's AUTO takes it for
+// large, wide weights). It is launched as a dependent launch (pdl.cuh): its
+// first slots fill while the kernel before still runs (batch 1: 4096x14336
+// 15.9 -> 14.5 us, 8192x28672 45.3 -> 42.0; decode 400 -> 411 tokens/s).
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
@@ -41,10 +41,11 @@ constexpr int kStageTiles = 2 * kConsumers;      // k tiles per stage: two per c
 constexpr int kMaxStages = 16;
 constexpr int kMinStages = 2;
 constexpr int kRed = 2;                          // reduction buffers (row tiles in hand-over)
-// Dynamic shared memory of the CTA: about kSmemBytes (7 slots of 4-bit tiles), at most kMaxSmemBytes
-// (two slots and large activations). Deeper rings measured no faster when the producer copies x
-// (7-16 slots), and slower when the consumers form x (shrink_cuda_xin; H100, decode profile: 23.2
-// us a gate/up or down launch with 7 slots, 24.0 with 10).
+// Dynamic shared memory of the CTA: at most about kSmemBytes (7 slots of 4-bit tiles), and never
+// over kMaxSmemBytes (two slots and large activations). Deeper rings measured no faster when the
+// producer copies x (7-16 slots), and slower when the consumers form x (shrink_cuda_xin; H100,
+// decode profile: 23.2 us a gate/up or down launch with 7 slots, 24.0 with 10). Fewer slots are
+// used where the weight is small (ring_slots).
 constexpr int kSmemBytes = 128 * 1024;
 constexpr int kMaxSmemBytes = 200 * 1024;
 constexpr int kMaxWeights = 3;
@@ -404,14 +405,9 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 template <typename T, int BITS, bool SYM, bool FOLD>
 cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream)
 {
-	static bool configured; // once per kernel: the largest dynamic shared memory it may ask for
-	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(qgemv_tma_kernel<T, BITS, SYM, FOLD>,
-						     cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	const cudaError_t e = allow_smem<qgemv_tma_kernel<T, BITS, SYM, FOLD>>(kMaxSmemBytes);
+	if (e != cudaSuccess)
+		return e;
 	return launch_dependent(qgemv_tma_kernel<T, BITS, SYM, FOLD>, dim3(ctas), dim3(kThreads), smem, stream, a);
 }
 
@@ -449,13 +445,30 @@ uint32_t group_bytes_of(const shrink_cuda_qweight *w)
 	return 32u * (gs >= 31 || (1u << gs) >= cols ? 1u : cols >> gs);
 }
 
+size_t slot_bytes_of(const shrink_cuda_qweight *w)
+{
+	return (size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * group_bytes_of(w);
+}
+
+// The most ring slots that fit beside M tokens of activations; 0: none fit.
 int stages_for(const shrink_cuda_qweight *w, int M)
 {
-	const size_t x = (size_t)M * w->k_tiles * 128;
-	const size_t slot = (size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * group_bytes_of(w);
+	const size_t x = (size_t)M * w->k_tiles * 128, slot = slot_bytes_of(w);
 	size_t n = x < kSmemBytes ? (kSmemBytes - x) / slot : 0;
 	n = n < kMinStages ? kMinStages : n > kMaxStages ? kMaxStages : n;
 	return x + n * slot <= kMaxSmemBytes ? (int)n : 0;
+}
+
+// Slots a CTA uses: every CTA asks for its whole ring at once, and its first slot tends to land
+// only as that burst drains, so the burst is held to about a third of the launch's weight (at
+// least 3 slots, which keep the H100's DRAM busy). H100, batch 1, us with 7 slots -> 4 (3):
+// 4096x14336 14.4 -> 13.0 (13.0), 14336x4096 13.6 -> 12.7 (12.8), 8192x8192 14.7 -> 14.1 (14.1);
+// at 120 MB 7 slots stay (8192x28672 42.0; 4 slots 42.4, 3 slots 43.8).
+int ring_slots(const shrink_cuda_qweight *w, int M, size_t launch_bytes, int ctas)
+{
+	const int most = stages_for(w, M);
+	const size_t third = launch_bytes / (3 * (size_t)ctas * slot_bytes_of(w));
+	return third >= (size_t)most ? most : third > 3 ? (int)third : (most < 3 ? most : 3);
 }
 
 } // namespace
@@ -498,12 +511,11 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	}
 	a.k_tiles = (int)w->k_tiles, a.n_groups = (int)w->n_groups, a.gshift = qgroup_shift(w);
 	a.row_tiles = (int)rt;
-	a.stages = stages_for(w, c->M);
+	const int ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
+	a.stages = ring_slots(w, c->M, (size_t)rt * w->k_tiles * slot_bytes_of(w) / kStageTiles, ctas);
 	a.x_row_bytes = (uint32_t)w->k_tiles * 128;
 	a.group_bytes = group_bytes_of(w);
-	const int ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
-	const size_t smem = (size_t)a.M * a.x_row_bytes +
-			    (size_t)a.stages * ((size_t)kStageTiles * 128 * w->bits + (w->symmetric ? 1 : 2) * a.group_bytes);
+	const size_t smem = (size_t)a.M * a.x_row_bytes + (size_t)a.stages * slot_bytes_of(w);
 	const bool fold = w->group_size == 0 || w->group_size >= 64;
 	const cudaError_t e = c->dt == SHRINK_CUDA_F16
 				      ? launch_type<__half>(a, ctas, smem, ctx->stream, w->bits, w->symmetric, fold)

@@ -135,13 +135,9 @@ template <typename T, int BM> __global__ void __launch_bounds__(256, 1) w8a8_ker
 template <typename T, int BM> cudaError_t launch(const w8_args &a, dim3 grid, cudaStream_t s)
 {
 	constexpr int smem = kStages * (128 + BM) * kBK;
-	static bool configured; // once per kernel, outside any graph capture that follows
-	if (!configured) {
-		cudaError_t e = cudaFuncSetAttribute(w8a8_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-		if (e != cudaSuccess)
-			return e;
-		configured = true;
-	}
+	const cudaError_t e = allow_smem<w8a8_kernel<T, BM>>(smem);
+	if (e != cudaSuccess)
+		return e;
 	w8a8_kernel<T, BM><<<grid, 256, smem, s>>>(a);
 	return cudaGetLastError();
 }

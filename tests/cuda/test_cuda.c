@@ -255,6 +255,66 @@ static void test_qlinear(ref_rng *rng)
 	}
 }
 
+/* Two linears back to back in the stream with no wait between (they are dependent launches,
+ * kernels/cuda/pdl.cuh): the second reads the first's output (poisoned before) and writes over
+ * the first's input. A kernel that read its input, or wrote, before the kernel before it ended
+ * would show here as NaN or as a first output made from a half-overwritten x. */
+static void check_chain(int dt, int64_t M, shrink_cuda_qpath p1, shrink_cuda_qpath p2, ref_rng *rng)
+{
+	const int64_t K = 1024, N = 4096;
+	ref_qmatrix a, b;
+	ref_qmatrix_random(&a, 4, 128, true, N, K, rng);
+	ref_qmatrix_random(&b, 4, 64, false, K, N, rng);
+	shrink_cuda_qweight wa, wb;
+	bool up_a = status_ok(shrink_cuda_qweight_upload(ctx, 4, 128, true, N, K, a.packed, a.scales, NULL, &wa),
+			      "qweight_upload");
+	bool up_b = status_ok(shrink_cuda_qweight_upload(ctx, 4, 64, false, K, N, b.packed, b.scales, b.zeros, &wb),
+			      "qweight_upload");
+	uint16_t *x = random_half(dt, (size_t)M * K, 1.0, rng), *y1 = malloc((size_t)M * N * 2);
+	uint16_t *y2 = malloc((size_t)M * K * 2);
+	double *r1 = malloc((size_t)M * N * sizeof(double)), *r2 = malloc((size_t)M * K * sizeof(double));
+	void *dx = dev_upload(x, (size_t)M * K * 2), *d1 = dev_poisoned((size_t)M * N * 2);
+	if (up_a && up_b &&
+	    status_ok(shrink_cuda_qlinear_path(ctx, &wa, (shrink_cuda_dtype)dt, dx, M, d1, p1, 0), "qlinear") &&
+	    status_ok(shrink_cuda_qlinear_path(ctx, &wb, (shrink_cuda_dtype)dt, d1, M, dx, p2, 0), "qlinear")) {
+		bool guard = dev_download(y1, d1, (size_t)M * N * 2) && dev_download(y2, dx, (size_t)M * K * 2);
+		ref_qlinear(&a, dt, x, M, r1);
+		ref_qlinear(&b, dt, y1, M, r2); /* from the first output as it is: each step is checked alone */
+		double e1 = ref_rel_err_half(dt, y1, r1, (size_t)M * N);
+		double e2 = ref_rel_err_half(dt, y2, r2, (size_t)M * K);
+		report(guard && e1 <= tol(dt) && e2 <= tol(dt), "qlinear chain %s M=%lld %s -> %s err=%.2e, %.2e%s",
+		       dt_name(dt), (long long)M, path_name(p1), path_name(p2), e1, e2, guard ? "" : " GUARD WRITTEN");
+	}
+	if (up_a)
+		shrink_cuda_qweight_free(&wa);
+	if (up_b)
+		shrink_cuda_qweight_free(&wb);
+	cudaFree(dx);
+	cudaFree(d1);
+	free(x), free(y1), free(y2), free(r1), free(r2);
+	ref_qmatrix_free(&a);
+	ref_qmatrix_free(&b);
+}
+
+static void test_qlinear_chain(ref_rng *rng)
+{
+	static const struct {
+		int M;
+		shrink_cuda_qpath p1, p2;
+	} cases[] = {
+		{1, SHRINK_CUDA_QPATH_GEMV_TMA, SHRINK_CUDA_QPATH_GEMV_TMA},
+		{1, SHRINK_CUDA_QPATH_GEMV_REG, SHRINK_CUDA_QPATH_GEMV_REG},
+		{3, SHRINK_CUDA_QPATH_GEMV_TMA, SHRINK_CUDA_QPATH_GEMV_REG},
+		{4, SHRINK_CUDA_QPATH_GEMV_REG, SHRINK_CUDA_QPATH_GEMV_TMA},
+		{20, SHRINK_CUDA_QPATH_GEMM, SHRINK_CUDA_QPATH_GEMV_REG},
+		{64, SHRINK_CUDA_QPATH_GEMM, SHRINK_CUDA_QPATH_GEMM},
+		{130, SHRINK_CUDA_QPATH_AUTO, SHRINK_CUDA_QPATH_AUTO},
+	};
+	for (int dt = 0; dt < 2; dt++)
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+			check_chain(dt, cases[i].M, cases[i].p1, cases[i].p2, rng);
+}
+
 /* Each output dy[i] against the double product of x (dt) and m[i]; failed: why else it fails. */
 static void report_multi(const char *what, const ref_qmatrix *m, int n_w, int dt, const uint16_t *x, int64_t M,
 			 void *const *dy, const char *failed)
@@ -938,6 +998,7 @@ int main(int argc, char **argv)
 	}
 	ref_rng rng = {seed};
 	test_qlinear(&rng);
+	test_qlinear_chain(&rng);
 	test_qlinear_multi(&rng);
 	test_qlinear_xin(&rng);
 	test_w8a8(&rng);
