@@ -1,15 +1,18 @@
-// pdl.cuh: programmatic dependent launch for the decode chain. A GEMV
+// pdl.cuh: programmatic dependent launch for the quantized linear layers. A
+// GEMV, or one of the GEMM's kernels (layout, GEMM, split-K reduction),
 // launched with launch_dependent may start while the kernel before it in the
 // stream still runs: it asks for its first weights (which no kernel writes),
 // then waits (wait_prerequisites) before it reads that kernel's output or
-// writes anything. Kernels whose successor may be such a GEMV call
-// launch_dependents() first thing, so that the GEMV's CTAs take each SM as
-// soon as this kernel's CTA there leaves: the launch, the ramp of the weight
-// stream and the tail of the kernel before overlap.
+// writes anything. Kernels whose successor may be such a kernel (RMSNorm,
+// decode attention, the GEMVs and the GEMM's) call launch_dependents() first
+// thing, so that the successor's CTAs take each SM as soon as this kernel's
+// CTA there leaves: the launch, the ramp of the weight stream and the tail of
+// the kernel before overlap.
 //
 // Rules every kernel launched with launch_dependent keeps:
 // - before wait_prerequisites: read only weights, write only registers and
-//   shared memory;
+//   shared memory (since each kernel lets its successor start before its own
+//   wait, kernels further back may still run too);
 // - every CTA executes wait_prerequisites before it exits, so that the
 //   kernel's end implies the end of all work before it in the stream (the
 //   next kernel may read what any earlier kernel wrote).

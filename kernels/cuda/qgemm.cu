@@ -27,7 +27,7 @@
 
 namespace {
 
-constexpr int kRowTiles = 16; // 256 rows per CTA (qgemm_wgmma.cu), stored as two 128-row tiles
+constexpr int kRowTiles = kGemmRowTiles; // 256 rows per CTA (qgemm_wgmma.cu), stored as two 128-row tiles
 
 template <int BN>
 __global__ void qgemm_layout_kernel(const uint16_t *__restrict__ x, int64_t ldx, int M, int K, int k_tiles,

@@ -31,7 +31,7 @@
 
 namespace {
 
-constexpr int kRowTiles = 16;     // 256 rows per CTA
+constexpr int kRowTiles = kGemmRowTiles; // 256 rows per CTA
 constexpr int kConsumers = 8;     // warps 4-11: two warpgroups, consumer warp w owns row tiles w and 8 + w
 constexpr int kThreads = (kConsumers + 4) * 32; // + the producer warpgroup (one thread copies)
 constexpr int kProducerRegs = 40, kConsumerRegs = 232; // 128 x 40 + 256 x 232 <= 64K
@@ -149,8 +149,6 @@ __device__ __forceinline__ void release(uint32_t empty, int slot)
 		mbar_arrive(empty + 8 * slot);
 }
 
-// Stage it + 1's MMA issued from A[B] (this warp's row tile, dequantized while stage it's MMA
-// runs), then stage it's MMA awaited (one group stays in flight) and its slot freed.
 // The consumer warps: row tile w's MMA of a stage runs while row tile 8 + w is dequantized, and
 // row tile 8 + w's while the next stage's row tile w is; a slot is freed once both of its MMAs
 // are done. The last stage's second half is outside the loop: ptxas serializes MMAs that sit

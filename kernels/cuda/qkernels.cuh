@@ -59,6 +59,8 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 bool qgemv_tma_fits(const qcall *c);
 shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c);
 // The warpgroup-MMA GEMM's arguments (qgemm.cu fills them; x: its layout of the activations).
+// The GEMM's row tiles a CTA (256 rows; qgemm.cu's tensor-map boxes and split-K tiles follow it).
+constexpr int kGemmRowTiles = 16;
 struct qgemm_args {
 	const uint8_t *qw;
 	const uint32_t *scales, *zeros;

@@ -1,5 +1,5 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens and large 4-bit
+// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens and large, wide 4-bit
 // weights, else the register GEMV for <= 8-32 tokens (by weight size), the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
@@ -52,7 +52,7 @@ shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight
 {
 	if (path != SHRINK_CUDA_QPATH_AUTO)
 		return path;
-	// of the two GEMVs the register one is faster at every shape for 1-32 tokens (tests/bench/bench_cuda.md)
+	// the TMA GEMV, where it wins, is taken at launch (prefer_tma)
 	return gemv_wins(w, M) ? SHRINK_CUDA_QPATH_GEMV_REG
 	       : M >= kCublasMinTokens ? SHRINK_CUDA_QPATH_CUBLAS : SHRINK_CUDA_QPATH_GEMM;
 }
