@@ -26,6 +26,9 @@
 // large, wide weights). It is launched as a dependent launch (pdl.cuh): its
 // first slots fill while the kernel before still runs (batch 1: 4096x14336
 // 15.9 -> 14.5 us, 8192x28672 45.3 -> 42.0; decode 400 -> 411 tokens/s).
+// Short launches fit two CTAs an SM and let the next launch go shortly before
+// they end, so that its ring fills as this one drains (plan_ring: 4096x14336
+// 13.1 -> 12.0 us, 85 % of copy bandwidth).
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
@@ -48,6 +51,9 @@ constexpr int kRed = 2;                          // reduction buffers (row tiles
 // used where the weight is small (ring_slots).
 constexpr int kSmemBytes = 128 * 1024;
 constexpr int kMaxSmemBytes = 200 * 1024;
+// Dynamic shared memory that lets two CTAs share an SM (228 KB, 1 KB reserved a CTA, about 17 KB
+// static: the reduction buffers).
+constexpr size_t kPairSmemBytes = 96 * 1024;
 constexpr int kMaxWeights = 3;
 constexpr int kMaxTokens = 8;
 
@@ -66,6 +72,7 @@ struct tma_args {
 	int M;
 	int k_tiles, n_groups, gshift;
 	int row_tiles, stages;  // of the launch; ring slots
+	int trigger;            // the next kernel may launch once a CTA has this many stages left; < 0: at the start
 	uint32_t x_row_bytes;   // k_tiles * 128: one token's activations in shared memory
 	uint32_t group_bytes;   // scale (or zero) bytes of a slot: max groups of a stage * 32
 	// activations formed by the consumers (shrink_cuda_xin; PLAIN: the producer copies x)
@@ -104,7 +111,8 @@ template <int BITS> __host__ __device__ constexpr uint32_t codes_bytes()
 
 // The first stages of weights (no kernel writes them: they may stream while the kernel before
 // this one ends, pdl.cuh), then the activations (all of them, M K 2 bytes; unless the consumers
-// form them), then the remaining stages as the consumers free slots.
+// form them), then the remaining stages as the consumers free slots; a.trigger stages before the
+// last, the next kernel may launch (plan_ring).
 template <int BITS, bool SYM>
 __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32_t slot_bytes, uint32_t full,
 			uint32_t empty, uint32_t xs, uint32_t xbar, size_t elem)
@@ -125,8 +133,13 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 			bulk_copy(dst + codes_bytes<BITS>() + a.group_bytes, W.zeros + gi, gb, bar);
 	};
 	const int first = n < a.stages ? n : a.stages;
-	for (int i = 0; i < first; i++)
+	const auto issue_and_trigger = [&](int i) {
 		issue(i);
+		if (a.trigger >= 0 && i == max(n - 1 - a.trigger, 0))
+			launch_dependents();
+	};
+	for (int i = 0; i < first; i++)
+		issue_and_trigger(i);
 	wait_prerequisites();
 	if (a.xop == SHRINK_CUDA_XIN_PLAIN) {
 		mbar_expect_tx(xbar, (uint32_t)a.M * a.x_row_bytes);
@@ -136,7 +149,7 @@ __device__ void produce(const tma_args &a, int r0, int r1, uint32_t ring, uint32
 	}
 	for (int i = first; i < n; i++) {
 		mbar_wait(empty + 8 * (i % a.stages), ((i / a.stages) - 1) & 1); // the slot's previous stage is used
-		issue(i);
+		issue_and_trigger(i);
 	}
 }
 
@@ -358,9 +371,14 @@ __device__ void reduce(const tma_args &a, int r0, int r1, uint32_t red_full, uin
 	}
 }
 
-template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bounds__(kThreads, 1) qgemv_tma_kernel(const tma_args a)
+// FORM: the consumers form the activations (a.xop != PLAIN); form_x needs more registers. Without
+// it the CTA fits in half an SM (registers and, where plan_ring pairs, shared memory), so the next
+// launch's CTAs land beside these and ask for their weights while this launch drains.
+template <typename T, int BITS, bool SYM, bool FOLD, bool FORM>
+__global__ void __launch_bounds__(kThreads, FORM ? 1 : 2) qgemv_tma_kernel(const tma_args a)
 {
-	launch_dependents(); // the next GEMV may take this SM once this CTA leaves
+	if (a.trigger < 0)
+		launch_dependents(); // the next GEMV may take this SM once this CTA leaves
 	extern __shared__ __align__(128) uint8_t smem[];
 	// full[stages], empty[stages], x, red_full[kRed], red_empty[kRed]
 	__shared__ __align__(8) uint64_t bars[2 * kMaxStages + 1 + 2 * kRed];
@@ -395,20 +413,30 @@ template <typename T, int BITS, bool SYM, bool FOLD> __global__ void __launch_bo
 		reduce<T>(a, r0, r1, red_full, red_empty, red);
 		return;
 	}
-	if (a.xop == SHRINK_CUDA_XIN_PLAIN)
-		mbar_wait(xbar, 0);
-	else
+	if (FORM)
 		form_x<T>(a, xs, xsum);
+	else
+		mbar_wait(xbar, 0);
 	consume<T, BITS, SYM, FOLD>(a, r0, r1, xs, ring, slot_bytes, full, empty, red_full, red_empty, red);
+}
+
+template <typename T, int BITS, bool SYM, bool FOLD, bool FORM>
+cudaError_t launch_form(const tma_args &a, int ctas, size_t smem, cudaStream_t stream)
+{
+	const auto k = qgemv_tma_kernel<T, BITS, SYM, FOLD, FORM>;
+	cudaError_t e = allow_smem<qgemv_tma_kernel<T, BITS, SYM, FOLD, FORM>>(kMaxSmemBytes);
+	if (e == cudaSuccess && !FORM) // two CTAs an SM need the largest shared-memory carveout
+		e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+	if (e != cudaSuccess)
+		return e;
+	return launch_dependent(k, dim3(ctas), dim3(kThreads), smem, stream, a);
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD>
 cudaError_t launch(const tma_args &a, int ctas, size_t smem, cudaStream_t stream)
 {
-	const cudaError_t e = allow_smem<qgemv_tma_kernel<T, BITS, SYM, FOLD>>(kMaxSmemBytes);
-	if (e != cudaSuccess)
-		return e;
-	return launch_dependent(qgemv_tma_kernel<T, BITS, SYM, FOLD>, dim3(ctas), dim3(kThreads), smem, stream, a);
+	return a.xop == SHRINK_CUDA_XIN_PLAIN ? launch_form<T, BITS, SYM, FOLD, false>(a, ctas, smem, stream)
+					       : launch_form<T, BITS, SYM, FOLD, true>(a, ctas, smem, stream);
 }
 
 template <typename T, int BITS>
@@ -459,16 +487,50 @@ int stages_for(const shrink_cuda_qweight *w, int M)
 	return x + n * slot <= kMaxSmemBytes ? (int)n : 0;
 }
 
+// The launch's ring and when it lets the next kernel launch.
+struct ring_plan {
+	int ctas, stages;
+	int trigger; // the next kernel may launch once a CTA has this many stages left to ask for; -1: at the start
+};
+
 // Slots a CTA uses: every CTA asks for its whole ring at once, and its first slot tends to land
 // only as that burst drains, so the burst is held to about a third of the launch's weight (at
 // least 3 slots, which keep the H100's DRAM busy). H100, batch 1, us with 7 slots -> 4 (3):
 // 4096x14336 14.4 -> 13.0 (13.0), 14336x4096 13.6 -> 12.7 (12.8), 8192x8192 14.7 -> 14.1 (14.1);
 // at 120 MB 7 slots stay (8192x28672 42.0; 4 slots 42.4, 3 slots 43.8).
-int ring_slots(const shrink_cuda_qweight *w, int M, size_t launch_bytes, int ctas)
+//
+// Short launches (a CTA streams at most kPairMaxStages) where the producer copies x also pair: the
+// ring stays within kPairSmemBytes (at least 3 slots), so two CTAs share an SM, and the next
+// launch is let go kTriggerStages stages before a CTA's last. Its CTAs then land beside these and
+// fill their rings as this launch drains; let go at the start, they fill them while it still
+// streams and DRAM idles at its end. H100, batch 1, us, unpaired -> paired and let go at the start
+// -> 4 stages before the end: 4096x14336 13.1 -> 12.9 -> 12.0, 14336x4096 12.7 -> 12.7 -> 11.8,
+// 8192x8192 14.5 -> 14.0 -> 13.0, 4096x4096 5.6 -> 4.7 -> 4.7; 6 stages: 12.6, 12.2, 13.8; 9: 14.1,
+// 13.4, 14.8. Never after a CTA has ended: the next launch could then put two CTAs on its SM (at 0-2
+// stages 14336x4096 took 17-18 us). Long launches keep their deeper rings: at 8192x28672, paired
+// and let go at 4 stages, 42.3-44.9 us and 51 at 2 tokens, against 41.9-42.8 unpaired.
+constexpr int kPairMaxStages = 32;
+constexpr int kTriggerStages = 4;
+
+ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 {
-	const int most = stages_for(w, M);
-	const size_t third = launch_bytes / (3 * (size_t)ctas * slot_bytes_of(w));
-	return third >= (size_t)most ? most : third > 3 ? (int)third : (most < 3 ? most : 3);
+	const shrink_cuda_qweight *w = c->w;
+	int64_t rt = 0;
+	for (int i = 0; i < (c->n_weights > 1 ? c->n_weights : 1); i++)
+		rt += (i ? c->more[i - 1] : w)->row_tiles;
+	ring_plan p;
+	p.ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
+	const size_t x = (size_t)c->M * w->k_tiles * 128, slot = slot_bytes_of(w);
+	const int64_t per_cta = ceil_div64(rt * ceil_div64(w->k_tiles, kStageTiles), p.ctas);
+	const size_t pair = x < kPairSmemBytes ? (kPairSmemBytes - x) / slot : 0;
+	const bool pairs = !c->xin && per_cta <= kPairMaxStages && pair >= 3;
+	int most = stages_for(w, c->M);
+	if (pairs && pair < (size_t)most)
+		most = (int)pair;
+	const size_t third = (size_t)rt * w->k_tiles * slot / kStageTiles / (3 * (size_t)p.ctas * slot);
+	p.stages = third >= (size_t)most ? most : third > 3 ? (int)third : (most < 3 ? most : 3);
+	p.trigger = pairs ? kTriggerStages : -1;
+	return p;
 }
 
 } // namespace
@@ -485,6 +547,11 @@ bool qgemv_tma_fits(const qcall *c)
 			return false;
 	}
 	return true;
+}
+
+bool qgemv_tma_pairs(const shrink_cuda_ctx *ctx, const qcall *c)
+{
+	return plan_ring(ctx, c).trigger >= 0;
 }
 
 shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
@@ -511,8 +578,10 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	}
 	a.k_tiles = (int)w->k_tiles, a.n_groups = (int)w->n_groups, a.gshift = qgroup_shift(w);
 	a.row_tiles = (int)rt;
-	const int ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
-	a.stages = ring_slots(w, c->M, (size_t)rt * w->k_tiles * slot_bytes_of(w) / kStageTiles, ctas);
+	const ring_plan rp = plan_ring(ctx, c);
+	const int ctas = rp.ctas;
+	a.stages = rp.stages;
+	a.trigger = rp.trigger;
 	a.x_row_bytes = (uint32_t)w->k_tiles * 128;
 	a.group_bytes = group_bytes_of(w);
 	const size_t smem = (size_t)a.M * a.x_row_bytes + (size_t)a.stages * slot_bytes_of(w);

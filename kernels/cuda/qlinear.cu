@@ -117,7 +117,8 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 // where the launch has at least twice as many rows as columns (4096x14336, 8192x28672, gate/up):
 // the register GEMV's CTAs are then many and short (one round of loads at K = 4096), and its
 // turnover costs more than the TMA GEMV's start; with longer rows the register GEMV wins by 3-5 %
-// (14336x4096, 8192x8192; 28672x8192 by 13 % at 2 tokens); but where the TMA GEMV forms its
+// (28672x8192 by 13 % at 2 tokens) unless the TMA GEMV's CTAs pair (qgemv_tma_pairs: 14336x4096
+// 11.8 against 12.9 us, 8192x8192 13.0 against 14.1 at 1 token); and where the TMA GEMV forms its
 // activations (c->xin: the decode MLP) it saves a launch, so it takes those whatever the shape.
 // The TMA GEMV loses by 20 % at 8 MB and for the 8-bit head. It needs a row tile per SM (it does
 // not split K).
@@ -127,7 +128,7 @@ bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 	for (int i = 1; i < c->n_weights; i++)
 		bytes += shrink_cuda_qweight_bytes(c->more[i - 1]);
 	return c->M <= kTmaMaxTokens && c->w->bits <= 4 && bytes >= kTmaMinBytes && row_tiles >= ctx->n_sms &&
-	       (c->xin || row_tiles * 16 >= 2 * c->w->cols) && qgemv_tma_fits(c);
+	       qgemv_tma_fits(c) && (c->xin || row_tiles * 16 >= 2 * c->w->cols || qgemv_tma_pairs(ctx, c));
 }
 
 } // namespace

@@ -296,6 +296,37 @@ static void check_chain(int dt, int64_t M, shrink_cuda_qpath p1, shrink_cuda_qpa
 	ref_qmatrix_free(&b);
 }
 
+/* The TMA GEMV with more row tiles than SMs (CTAs of unequal ranges, two CTAs an SM, the next
+ * launch let go before this one ends): K of 2 to 4 stages with a short last one, rows ending inside
+ * a tile, every token count, twice in a row. */
+static void test_qlinear_tma_wide(ref_rng *rng)
+{
+	static const struct {
+		int bits, group;
+		bool sym;
+		int64_t rows, cols;
+	} cases[] = {{4, 128, true, 2500, 2112}, {3, 32, false, 4100, 4160}, {8, 64, true, 3000, 2048},
+		     {2, 0, false, 2600, 6208}};
+	static const int64_t tokens[] = {1, 2, 5, 8};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (quick && i % 2)
+			continue;
+		ref_qmatrix m;
+		ref_qmatrix_random(&m, cases[i].bits, cases[i].group, cases[i].sym, cases[i].rows, cases[i].cols, rng);
+		shrink_cuda_qweight w;
+		if (status_ok(shrink_cuda_qweight_upload(ctx, m.bits, m.group_size, m.symmetric, m.rows, m.cols, m.packed,
+							 m.scales, m.zeros, &w),
+			      "qweight_upload")) {
+			for (int dt = 0; dt < 2; dt++)
+				for (int t = 0; t < 4; t++)
+					for (int again = 0; again < (t == 0 ? 2 : 1); again++)
+						check_qlinear(&m, &w, dt, tokens[t], SHRINK_CUDA_QPATH_GEMV_TMA, 0, rng);
+			shrink_cuda_qweight_free(&w);
+		}
+		ref_qmatrix_free(&m);
+	}
+}
+
 static void test_qlinear_chain(ref_rng *rng)
 {
 	static const struct {
@@ -998,6 +1029,7 @@ int main(int argc, char **argv)
 	}
 	ref_rng rng = {seed};
 	test_qlinear(&rng);
+	test_qlinear_tma_wide(&rng);
 	test_qlinear_chain(&rng);
 	test_qlinear_multi(&rng);
 	test_qlinear_xin(&rng);
