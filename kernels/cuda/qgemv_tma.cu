@@ -6,9 +6,10 @@
 // loads per warp; its stream-K versions, which tried to keep a ring of loads
 // per warp in registers, measured 1.7x slower).
 //
-// One CTA per SM takes a contiguous range of whole row tiles of the launch
-// (tiles are stored [row tile][k tile], so the range is contiguous memory): no
-// split-K, no workspace. Three roles, all handing over through mbarriers:
+// A grid of one CTA per SM, each taking a contiguous range of whole row tiles
+// of the launch (tiles are stored [row tile][k tile], so the range is
+// contiguous memory): no split-K, no workspace. A CTA fits in half an SM where
+// the launch pairs (plan_ring), so the next launch's CTAs can share its SM. Three roles, all handing over through mbarriers:
 // - the producer (one lane of warp 16) walks the CTA's stages (32 k tiles of
 //   one row tile with their scale and zero groups: two or three bulk copies)
 //   through a ring of shared-memory slots, each with a "full" barrier
@@ -21,7 +22,7 @@
 //   (deterministic) and writes the rows.
 // 16 warps because 8 left the SM short of independent work.
 // Measured on the H100 (bench_cuda, 4-bit g128, 1-2 tokens): 95-97 % of copy
-// bandwidth at the 70B shapes (120 MB), 78 % at 4096x14336 (30 MB), 48 % at
+// bandwidth at the 70B shapes (120 MB), 85 % at 4096x14336 (30 MB), 62 % at
 // 8 MB, where a launch's start weighs more (qlinear.cu's AUTO takes it for
 // large, wide weights). It is launched as a dependent launch (pdl.cuh): its
 // first slots fill while the kernel before still runs (batch 1: 4096x14336
