@@ -53,14 +53,17 @@ static inline int64_t ceil_div64(int64_t a, int64_t b)
 	return (a + b - 1) / b;
 }
 
-// Let kernel K ask for up to `bytes` of dynamic shared memory (more than the default 48 KB): once
-// per kernel, at its first launch, which comes before any graph capture that records it.
-template <auto K> cudaError_t allow_smem(int bytes)
+// Let kernel K ask for up to `bytes` of dynamic shared memory (more than the default 48 KB), and
+// with max_carveout the SM's largest shared-memory share (so that two CTAs of K fit): once per
+// kernel, at its first launch, which comes before any graph capture that records it.
+template <auto K> cudaError_t allow_smem(int bytes, bool max_carveout = false)
 {
 	static bool done;
 	if (done)
 		return cudaSuccess;
-	const cudaError_t e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+	cudaError_t e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+	if (e == cudaSuccess && max_carveout)
+		e = cudaFuncSetAttribute(K, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
 	done = e == cudaSuccess;
 	return e;
 }

@@ -9,7 +9,8 @@
 // A grid of one CTA per SM, each taking a contiguous range of whole row tiles
 // of the launch (tiles are stored [row tile][k tile], so the range is
 // contiguous memory): no split-K, no workspace. A CTA fits in half an SM where
-// the launch pairs (plan_ring), so the next launch's CTAs can share its SM. Three roles, all handing over through mbarriers:
+// the launch pairs (plan_ring), so the next launch's CTAs can share its SM.
+// Three roles, all handing over through mbarriers:
 // - the producer (one lane of warp 16) walks the CTA's stages (32 k tiles of
 //   one row tile with their scale and zero groups: two or three bulk copies)
 //   through a ring of shared-memory slots, each with a "full" barrier
@@ -49,7 +50,7 @@ constexpr int kRed = 2;                          // reduction buffers (row tiles
 // over kMaxSmemBytes (two slots and large activations). Deeper rings measured no faster when the
 // producer copies x (7-16 slots), and slower when the consumers form x (shrink_cuda_xin; H100,
 // decode profile: 23.2 us a gate/up or down launch with 7 slots, 24.0 with 10). Fewer slots are
-// used where the weight is small (ring_slots).
+// used where the weight is small or the launch pairs (plan_ring).
 constexpr int kSmemBytes = 128 * 1024;
 constexpr int kMaxSmemBytes = 200 * 1024;
 // Dynamic shared memory that lets two CTAs share an SM (228 KB, 1 KB reserved a CTA, about 17 KB
@@ -424,10 +425,8 @@ __global__ void __launch_bounds__(kThreads, FORM ? 1 : 2) qgemv_tma_kernel(const
 template <typename T, int BITS, bool SYM, bool FOLD, bool FORM>
 cudaError_t launch_form(const tma_args &a, int ctas, size_t smem, cudaStream_t stream)
 {
-	const auto k = qgemv_tma_kernel<T, BITS, SYM, FOLD, FORM>;
-	cudaError_t e = allow_smem<qgemv_tma_kernel<T, BITS, SYM, FOLD, FORM>>(kMaxSmemBytes);
-	if (e == cudaSuccess && !FORM) // two CTAs an SM need the largest shared-memory carveout
-		e = cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+	constexpr auto k = qgemv_tma_kernel<T, BITS, SYM, FOLD, FORM>;
+	const cudaError_t e = allow_smem<k>(kMaxSmemBytes, !FORM); // !FORM: two CTAs an SM may pair
 	if (e != cudaSuccess)
 		return e;
 	return launch_dependent(k, dim3(ctas), dim3(kThreads), smem, stream, a);
@@ -528,7 +527,8 @@ ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 	int most = stages_for(w, c->M);
 	if (pairs && pair < (size_t)most)
 		most = (int)pair;
-	const size_t third = (size_t)rt * w->k_tiles * slot / kStageTiles / (3 * (size_t)p.ctas * slot);
+	// a third of the launch's stages a CTA
+	const size_t third = (size_t)rt * w->k_tiles / (3 * (size_t)kStageTiles * p.ctas);
 	p.stages = third >= (size_t)most ? most : third > 3 ? (int)third : (most < 3 ? most : 3);
 	p.trigger = pairs ? kTriggerStages : -1;
 	return p;
