@@ -487,6 +487,23 @@ int stages_for(const shrink_cuda_qweight *w, int M)
 	return x + n * slot <= kMaxSmemBytes ? (int)n : 0;
 }
 
+// The call's weights (qcall.n_weights: w, then more[]), and their row tiles end to end.
+int weights_in(const qcall *c)
+{
+	return c->n_weights > 1 ? c->n_weights : 1;
+}
+const shrink_cuda_qweight *weight_at(const qcall *c, int i)
+{
+	return i ? c->more[i - 1] : c->w;
+}
+int64_t launch_row_tiles(const qcall *c)
+{
+	int64_t rt = 0;
+	for (int i = 0; i < weights_in(c); i++)
+		rt += weight_at(c, i)->row_tiles;
+	return rt;
+}
+
 // The launch's ring and when it lets the next kernel launch.
 struct ring_plan {
 	int ctas, stages;
@@ -515,9 +532,7 @@ constexpr int kTriggerStages = 4;
 ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 {
 	const shrink_cuda_qweight *w = c->w;
-	int64_t rt = 0;
-	for (int i = 0; i < (c->n_weights > 1 ? c->n_weights : 1); i++)
-		rt += (i ? c->more[i - 1] : w)->row_tiles;
+	const int64_t rt = launch_row_tiles(c);
 	ring_plan p;
 	p.ctas = (int)(rt < ctx->n_sms ? rt : ctx->n_sms);
 	const size_t x = (size_t)c->M * w->k_tiles * 128, slot = slot_bytes_of(w);
@@ -542,8 +557,8 @@ bool qgemv_tma_fits(const qcall *c)
 	if (c->M < 1 || c->M > kMaxTokens || (c->ldx * 2) % 16 || !aligned16(c->x) ||
 	    (w->group_size != 0 && (w->group_size & (w->group_size - 1))) || stages_for(w, c->M) == 0)
 		return false;
-	for (int i = 0; i < (c->n_weights > 1 ? c->n_weights : 1); i++) {
-		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+	for (int i = 0; i < weights_in(c); i++) {
+		const shrink_cuda_qweight *wi = weight_at(c, i);
 		if (!aligned16(wi->qw) || !aligned16(wi->scales) || (!wi->symmetric && !aligned16(wi->zeros)))
 			return false;
 	}
@@ -560,10 +575,10 @@ shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	const shrink_cuda_qweight *w = c->w;
 	tma_args a;
 	memset(&a, 0, sizeof a);
-	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;
+	a.n_weights = weights_in(c);
 	int64_t rt = 0;
 	for (int i = 0; i < a.n_weights; i++) {
-		const shrink_cuda_qweight *wi = i ? c->more[i - 1] : w;
+		const shrink_cuda_qweight *wi = weight_at(c, i);
 		tma_weight &r = a.w[i];
 		r.qw = static_cast<const uint8_t *>(wi->qw);
 		r.scales = wi->scales, r.zeros = wi->zeros;
