@@ -1,6 +1,6 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
-// a path (the TMA-fed GEMV for <= kTmaMaxTokens tokens and large, wide 4-bit
-// weights, else the register GEMV for <= 8-32 tokens (by weight size), the tiled GEMM up to
+// a path (the TMA-fed GEMV for 1-4 tokens and large, wide 4-bit weights, 5-8 where their rows are short;
+// else the register GEMV for <= 8-32 tokens (by weight size and shape), the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -15,9 +15,10 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
-constexpr size_t kGemmMinBytes16 = (size_t)64 << 20; // 9-24 tokens: the GEMM from this much weight
-constexpr size_t kGemmMinBytes32 = (size_t)16 << 20; // 25-32 tokens
+constexpr size_t kGemmMinBytes16 = (size_t)64 << 20; // 9-16 tokens: the GEMM from this much weight (gemv_wins)
+constexpr size_t kGemmMinBytes32 = (size_t)16 << 20; // 13-32 tokens: from this much, by shape
 constexpr int kTmaMaxTokens = 4;
+constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
 constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
@@ -38,14 +39,22 @@ struct qplan {
 };
 
 // Whether AUTO takes the register GEMV at M tokens (else the GEMM). Measured on the H100
-// (bench_cuda --linear, 4-bit g128, one call): at 8 tokens the GEMV is faster at all six bench
-// shapes; at 16 the GEMM is at the two of 117 MB (49.9 / 54.7 us against 64.1 / 59.9) and within
-// 2-15 % behind at 30 MB; at 32 the GEMM is as fast or faster from 30 MB on (19.5-57.5 us against
-// 26.7-100.1), slower at 8 MB (4096x4096: 10.8 against 8.6).
+// (bench_cuda --linear --batches 5,...,24, 4-bit g128, one call; tests/bench/bench_cuda.md): at
+// 8 tokens the GEMV is faster at all six bench shapes. From 9 tokens the GEMM wins at 117 MB
+// (8192x28672 at 12: 51.7 us against 55.1). At 30 MB the GEMV's time grows with the tokens and
+// the GEMM's does not (17.0-17.4 us from 8 to 16): the GEMM wins from 14 tokens where the rows are
+// no shorter than the columns (4096x14336 17.0 against 17.3, 8192x8192 18.0 against 18.9; at 12
+// the GEMV, 16.5 and 17.1 against 17.0 and 17.7), and from 17 where they are (14336x4096 at 16:
+// 16.4 against 17.1; at 20: 26.1 against 19.0). At 8 MB (4096x4096) the GEMV wins up to 32 tokens
+// (9.3 against 10.6).
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
 	const size_t bytes = shrink_cuda_qweight_bytes(w);
-	return M <= 8 || (M <= 24 && bytes < kGemmMinBytes16) || (M <= kGemvMaxTokens && bytes < kGemmMinBytes32);
+	if (M <= 8 || bytes < kGemmMinBytes32)
+		return M <= kGemvMaxTokens;
+	if (bytes >= kGemmMinBytes16)
+		return false;
+	return M <= (w->rows >= w->cols ? 12 : 16);
 }
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)
@@ -121,14 +130,20 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 // 11.8 against 12.9 us, 8192x8192 13.0 against 14.1 at 1 token); and where the TMA GEMV forms its
 // activations (c->xin: the decode MLP) it saves a launch, so it takes those whatever the shape.
 // The TMA GEMV loses by 20 % at 8 MB and for the 8-bit head. It needs a row tile per SM (it does
-// not split K).
+// not split K). At 5-8 tokens it wins only where the rows are 4096 columns long and the weight is
+// wide (4096x14336: 12.6-13.5 us against 15.1-15.9; 8192x28672: 47.0-50.4 against 43.5-46.3,
+// 8192x8192, 4096x4096 and 14336x4096 at 5 tokens slower too), measured for one weight alone.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
 	for (int i = 1; i < c->n_weights; i++)
 		bytes += shrink_cuda_qweight_bytes(c->more[i - 1]);
-	return c->M <= kTmaMaxTokens && c->w->bits <= 4 && bytes >= kTmaMinBytes && row_tiles >= ctx->n_sms &&
-	       qgemv_tma_fits(c) && (c->xin || row_tiles * 16 >= 2 * c->w->cols || qgemv_tma_pairs(ctx, c));
+	if (c->w->bits > 4 || bytes < kTmaMinBytes || row_tiles < ctx->n_sms || !qgemv_tma_fits(c))
+		return false;
+	const bool wide = row_tiles * 16 >= 2 * c->w->cols;
+	if (c->M > kTmaMaxTokens)
+		return c->M <= kTmaShortRowsMaxTokens && c->n_weights <= 1 && wide && c->w->cols <= 4096;
+	return c->xin || wide || qgemv_tma_pairs(ctx, c);
 }
 
 } // namespace

@@ -34,6 +34,9 @@ static cublasHandle_t cublas;
 static bool quick;
 static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
 static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
+static int64_t listed[16];          /* --batches: the linear layers' batches instead of 1, 2, 4, ... 4096 */
+static int n_listed;
+
 static int dt = 0; /* 0 f16, 1 bf16 */
 static double copy_gbps;
 
@@ -42,6 +45,23 @@ static void die(const char *what, const char *why)
 	fprintf(stderr, "bench_cuda: %s: %s\n", what, why);
 	exit(1);
 }
+
+/* "5,8,12": up to 16 batches of 1-4096 tokens */
+static void list_batches(const char *arg)
+{
+	const char *p = arg;
+	while (n_listed < 16) {
+		char *end;
+		const long long m = strtoll(p, &end, 10);
+		if (m < 1 || m > 4096 || (*end && *end != ','))
+			die("--batches", "expected numbers from 1 to 4096, separated by commas");
+		listed[n_listed++] = m;
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+}
+
 #define CK(call)                                                                                                       \
 	do {                                                                                                           \
 		cudaError_t e_ = (call);                                                                               \
@@ -319,15 +339,16 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 {
 	static const int64_t shapes[][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096},
 					    {8192, 8192}, {8192, 28672}, {28672, 8192}};
-	static const int64_t batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 4096};
-	const int n_shapes = quick ? 2 : 6, n_batches = quick ? 8 : 9;
+	static const int64_t default_batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 4096};
+	const int64_t *batches = n_listed ? listed : default_batches;
+	const int n_shapes = quick ? 2 : 6, n_batches = n_listed ? n_listed : quick ? 8 : 9;
 	printf("\n### W%dA16 g%d (%s activations) vs cuBLAS %s\n\n", bits, group, dt ? "bf16" : "f16",
 	       dt ? "bf16" : "f16");
 	printf("| shape KxN | batch | path | ours us | cuBLAS us | speedup | GB/s compressed | %% of copy BW | "
 	       "TFLOP/s ours | TFLOP/s cuBLAS |\n|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int s = 0; s < n_shapes; s++) {
 		lin_case c;
-		const int64_t max_m = batches[n_batches - 1];
+		const int64_t max_m = n_listed ? 4096 : batches[n_batches - 1];
 		setup_case(&c, shapes[s][0], shapes[s][1], bits, group, max_m, rng);
 		sanity_check(&c, 1);
 		sanity_check(&c, 64);
@@ -820,6 +841,8 @@ int main(int argc, char **argv)
 			max_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--min-batch") && i + 1 < argc)
 			min_batch = atoll(argv[++i]);
+		else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
+			list_batches(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
 			dt = !strcmp(argv[++i], "bf16");
 		else if (!strcmp(argv[i], "--bits") && i + 1 < argc)
@@ -827,7 +850,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] [--batches M,M,...] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}
