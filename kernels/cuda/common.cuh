@@ -6,6 +6,7 @@
 #define SHRINK_CUDA_COMMON_CUH
 
 #include <cublas_v2.h>
+#include <cuda.h> // CUtensorMap (a plain struct; the encoder comes through the runtime)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -222,6 +223,15 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_
 {
 	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
 		     "l"(src), "r"(bytes), "r"(bar)
+		     : "memory");
+}
+
+// 2D tensor copy of the box at (c0, c1) of map into shared memory, completing on bar.
+__device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap &map, int c0, int c1, uint32_t bar)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+		     "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+		     "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(bar)
 		     : "memory");
 }
 

@@ -179,19 +179,11 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 		return st;
 
 	qgemm_args a;
-	a.qw = static_cast<const uint8_t *>(w->qw);
-	a.scales = w->scales;
-	a.zeros = w->zeros;
+	set_weight_args(a, w);
 	a.x = xp;
 	a.y = c->y;
 	a.ws = c->ws;
 	a.M = c->M;
-	a.N = (int)w->rows;
-	a.row_tiles = (int)w->row_tiles;
-	a.k_tiles = (int)w->k_tiles;
-	a.n_groups = (int)w->n_groups;
-	a.gshift = qgroup_shift(w);
-	a.gpt = a.gshift < 6 ? 64 >> a.gshift : 1;
 	a.splits = c->splits < 1 ? 1 : c->splits;
 	a.kt_per_split = (int)ceil_div64(w->k_tiles, a.splits);
 	a.splits = (int)ceil_div64(w->k_tiles, a.kt_per_split); // never more than asked: the workspace holds them

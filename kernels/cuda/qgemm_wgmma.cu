@@ -56,14 +56,6 @@ template <int BITS, int BN> __host__ __device__ constexpr int smem_bytes()
 									       : 2 * BN * kCS * 4;
 }
 
-// 2D tensor copy of the box at (c0, c1) of map into shared memory, completing on bar.
-__device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap &map, int c0, int c1, uint32_t bar)
-{
-	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-		     "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(bar)
-		     : "memory");
-}
-
 // The producer (one thread): stage i (k tile kt_begin + i) into slot i % NS once the consumers
 // freed it. The first slots' weights are asked for at once, their activations only once the
 // kernels before (the layout pass) have finished (pdl.cuh).

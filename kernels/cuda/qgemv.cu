@@ -26,6 +26,7 @@
 // (qlinear.cu through qgemv_plan).
 #include "qkernels.cuh"
 #include "qlayout.cuh"
+#include "qtile_mma.cuh"
 
 namespace {
 
@@ -169,48 +170,8 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_kernel(const gemv_args a)
 			uint32_t w[BITS];
 			qtile_load_smem<BITS>(slot + r * TB, lane, w);
 			const uint32_t sp = lds32(slot + SC + r * kScaleBytes + 4 * (gl * 8 + g));
-			qzero z0, z1;
-			if (SYM) {
-				z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
-			} else {
-				const uint32_t zp = lds32(slot + ZC + r * kScaleBytes + 4 * (gl * 8 + g));
-				z0 = qzero_make<T, BITS>(zp & 0xffffu);
-				z1 = qzero_make<T, BITS>(zp >> 16);
-			}
-			uint32_t s0 = 0, s1 = 0;
-			float f0 = 0.0f, f1 = 0.0f;
-			if (FOLD) {
-				const float2 f = __half22float2(from_u32<__half2>(sp));
-				f0 = f.x, f1 = f.y;
-			} else {
-				qscale_t2<T>(sp, s0, s1);
-			}
-			float pacc[NT][4];
-#pragma unroll
-			for (int j = 0; j < NT; j++)
-				pacc[j][0] = pacc[j][1] = pacc[j][2] = pacc[j][3] = 0.0f;
-			static_for<0, 4>([&](auto step) {
-				constexpr int s = decltype(step)::value;
-				uint32_t A[4];
-				qfragment<T, BITS, s>(w, z0, z1, A);
-				if (!FOLD) {
-					A[0] = t2_mul<T>(A[0], s0), A[1] = t2_mul<T>(A[1], s1);
-					A[2] = t2_mul<T>(A[2], s0), A[3] = t2_mul<T>(A[3], s1);
-				}
-#pragma unroll
-				for (int j = 0; j < NT; j++) {
-					const uint4 &v = xv[j][s >> 1];
-					const uint32_t b0 = (s & 1) ? v.z : v.x, b1 = (s & 1) ? v.w : v.y;
-					mma_16816<T>(FOLD ? pacc[j] : acc[r][j], A, b0, b1);
-				}
-			});
-			if (FOLD) {
-#pragma unroll
-				for (int j = 0; j < NT; j++) {
-					acc[r][j][0] += f0 * pacc[j][0], acc[r][j][1] += f0 * pacc[j][1];
-					acc[r][j][2] += f1 * pacc[j][2], acc[r][j][3] += f1 * pacc[j][3];
-				}
-			}
+			const uint32_t zp = SYM ? 0u : lds32(slot + ZC + r * kScaleBytes + 4 * (gl * 8 + g));
+			qtile_mma<T, BITS, SYM, FOLD, NT>(w, sp, zp, xv, acc[r]);
 		}
 	});
 
@@ -361,21 +322,13 @@ shrink_status qgemv_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_pla
 	const shrink_cuda_qweight *w = c->w;
 	const gemv_shape sh = shape_for(c->M);
 	gemv_args a;
-	a.qw = static_cast<const uint8_t *>(w->qw);
-	a.scales = w->scales;
-	a.zeros = w->zeros;
+	set_weight_args(a, w);
 	a.x = c->x;
 	a.y = c->y;
 	a.ws = c->ws;
 	a.counters = w->counters;
 	a.ldx = c->ldx;
 	a.M = c->M;
-	a.N = (int)w->rows;
-	a.row_tiles = (int)w->row_tiles;
-	a.k_tiles = (int)w->k_tiles;
-	a.n_groups = (int)w->n_groups;
-	a.gshift = qgroup_shift(w);
-	a.gpt = a.gshift < 6 ? 64 >> a.gshift : 1;
 	a.kt_per_split = p->kt_per_split;
 	a.splits = p->splits;
 	a.slot_bytes = p->slot_bytes;

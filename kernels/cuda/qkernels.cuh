@@ -41,6 +41,20 @@ static inline int qgroup_shift(const shrink_cuda_qweight *w)
 	return s;
 }
 
+// The weight's fields of a kernel's arguments (gemv_args, qgemm_args: the same names).
+template <typename A> void set_weight_args(A &a, const shrink_cuda_qweight *w)
+{
+	a.qw = static_cast<const uint8_t *>(w->qw);
+	a.scales = w->scales;
+	a.zeros = w->zeros;
+	a.N = (int)w->rows;
+	a.row_tiles = (int)w->row_tiles;
+	a.k_tiles = (int)w->k_tiles;
+	a.n_groups = (int)w->n_groups;
+	a.gshift = qgroup_shift(w);
+	a.gpt = a.gshift < 6 ? 64 >> a.gshift : 1;
+}
+
 // GEMV (M <= 32): how a call is cut (qgemv.cu decides; qlinear.cu lays out the workspace).
 struct qgemv_plan_t {
 	int64_t ctas;     // CTAs along the rows

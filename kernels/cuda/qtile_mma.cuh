@@ -1,5 +1,5 @@
 // qtile_mma.cuh: one lane's share of a quantized tile times the activations,
-// the inner step of both register-dequantizing GEMVs (qgemv_reg.cu, qgemv_tma.cu).
+// the inner step of the GEMVs (qgemv.cu, qgemv_reg.cu, qgemv_tma.cu).
 // Internal to kernels/cuda.
 #ifndef SHRINK_CUDA_QTILE_MMA_CUH
 #define SHRINK_CUDA_QTILE_MMA_CUH
