@@ -850,7 +850,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] [--batches M,M,...] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] [--group G]\n"
+			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] "
+					"[--batches M,M,...] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] "
+					"[--group G]\n"
 					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
 			return 2;
 		}
