@@ -4,8 +4,6 @@
 #ifndef SHRINK_CUDA_QKERNELS_CUH
 #define SHRINK_CUDA_QKERNELS_CUH
 
-#include <cuda.h> // CUtensorMap (a plain struct; the encoder comes through the runtime)
-
 #include "common.cuh"
 
 // One call of a quantized linear: y [M][N] = x [M][ldx >= k_tiles * 64, zero beyond K] W^T.

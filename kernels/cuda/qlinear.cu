@@ -15,8 +15,11 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
-constexpr size_t kGemmMinBytes16 = (size_t)64 << 20; // 9-16 tokens: the GEMM from this much weight (gemv_wins)
-constexpr size_t kGemmMinBytes32 = (size_t)16 << 20; // 13-32 tokens: from this much, by shape
+// gemv_wins: from 9 tokens the GEMM at this much weight or more; under kGemvOnlyBytes the GEMV to 32
+// tokens; between them the GEMM from kGemmFromTokens (rows >= columns) or kGemmFromTokensShort
+constexpr size_t kGemmAlwaysBytes = (size_t)64 << 20;
+constexpr size_t kGemvOnlyBytes = (size_t)16 << 20;
+constexpr int kGemmFromTokens = 13, kGemmFromTokensShort = 17;
 constexpr int kTmaMaxTokens = 4;
 constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
@@ -50,11 +53,11 @@ struct qplan {
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
 	const size_t bytes = shrink_cuda_qweight_bytes(w);
-	if (M <= 8 || bytes < kGemmMinBytes32)
+	if (M <= 8 || bytes < kGemvOnlyBytes)
 		return M <= kGemvMaxTokens;
-	if (bytes >= kGemmMinBytes16)
+	if (bytes >= kGemmAlwaysBytes)
 		return false;
-	return M <= (w->rows >= w->cols ? 12 : 16);
+	return M < (w->rows >= w->cols ? kGemmFromTokens : kGemmFromTokensShort);
 }
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)

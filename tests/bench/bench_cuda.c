@@ -36,7 +36,6 @@ static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short
 static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
 static int64_t listed[16];          /* --batches: the linear layers' batches instead of 1, 2, 4, ... 4096 */
 static int n_listed;
-
 static int dt = 0; /* 0 f16, 1 bf16 */
 static double copy_gbps;
 
@@ -50,7 +49,7 @@ static void die(const char *what, const char *why)
 static void list_batches(const char *arg)
 {
 	const char *p = arg;
-	while (n_listed < 16) {
+	while (n_listed < (int)(sizeof listed / sizeof listed[0])) {
 		char *end;
 		const long long m = strtoll(p, &end, 10);
 		if (m < 1 || m > 4096 || (*end && *end != ','))
@@ -348,7 +347,9 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 	       "TFLOP/s ours | TFLOP/s cuBLAS |\n|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int s = 0; s < n_shapes; s++) {
 		lin_case c;
-		const int64_t max_m = n_listed ? 4096 : batches[n_batches - 1];
+		int64_t max_m = 64; /* sanity_check below runs 64 tokens */
+		for (int b = 0; b < n_batches; b++)
+			max_m = batches[b] > max_m ? batches[b] : max_m;
 		setup_case(&c, shapes[s][0], shapes[s][1], bits, group, max_m, rng);
 		sanity_check(&c, 1);
 		sanity_check(&c, 64);
