@@ -809,8 +809,12 @@ static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits,
 	lin_case c;
 	setup_case(&c, K, N, bits, group, M, &rng);
 	c.M = M;
-	c.path = !strcmp(path, "gemv") ? SHRINK_CUDA_QPATH_GEMV : !strcmp(path, "gemm") ? SHRINK_CUDA_QPATH_GEMM
-									      : SHRINK_CUDA_QPATH_CUBLAS;
+	c.path = !strcmp(path, "gemv")	   ? SHRINK_CUDA_QPATH_GEMV
+		 : !strcmp(path, "gemv-reg") ? SHRINK_CUDA_QPATH_GEMV_REG
+		 : !strcmp(path, "gemv-tma") ? SHRINK_CUDA_QPATH_GEMV_TMA
+		 : !strcmp(path, "gemm")     ? SHRINK_CUDA_QPATH_GEMM
+		 : !strcmp(path, "auto")     ? SHRINK_CUDA_QPATH_AUTO
+					     : SHRINK_CUDA_QPATH_CUBLAS;
 	launch_q(&c, 0);
 	launch_q(&c, 1 % c.n_q);
 	CK(cudaStreamSynchronize(stream));
@@ -820,7 +824,7 @@ static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits,
 int main(int argc, char **argv)
 {
 	int bits = 4, group = 128;
-	bool only_linear = false, decode = false, kv = false, ops = false;
+	bool only_linear = false, decode = false, kv = false, ops = false, w8a8 = false;
 	int64_t one[3] = {0, 0, 0};
 	const char *one_path = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -838,6 +842,8 @@ int main(int argc, char **argv)
 			kv = true;
 		else if (!strcmp(argv[i], "--ops"))
 			ops = true;
+		else if (!strcmp(argv[i], "--w8a8"))
+			w8a8 = true;
 		else if (!strcmp(argv[i], "--max-batch") && i + 1 < argc)
 			max_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--min-batch") && i + 1 < argc)
@@ -852,9 +858,10 @@ int main(int argc, char **argv)
 			group = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] "
-					"[--batches M,M,...] [--decode] [--kv] [--ops] [--dtype f16|bf16] [--bits B] "
+					"[--batches M,M,...] [--decode] [--kv] [--ops] [--w8a8] [--dtype f16|bf16] [--bits B] "
 					"[--group G]\n"
-					"       bench_cuda --one K N M gemv|gemm|cublas   (one call, for a profiler)\n");
+					"       bench_cuda --one K N M auto|gemv|gemv-reg|gemv-tma|gemm|cublas   (one call, for a "
+					"profiler)\n");
 			return 2;
 		}
 	}
@@ -891,6 +898,10 @@ int main(int argc, char **argv)
 	}
 	if (ops) {
 		bench_ops();
+		return 0;
+	}
+	if (w8a8) {
+		bench_w8a8(&rng);
 		return 0;
 	}
 	bench_linear(bits, group, &rng);
