@@ -77,7 +77,7 @@ __global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *y2, 
 			ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
 		}
 		ss = block_sum(ss, scratch);
-		const float scale = rsqrtf(ss / (float)dim + eps);
+		const float scale = rms_scale(ss, dim, eps);
 		for (int64_t i = threadIdx.x; i < dim / 4; i += blockDim.x) {
 			const float4 v = write || !(yr || y2r) ? r4[i] : sum(i);
 			const uint2 wh = reinterpret_cast<const uint2 *>(w)[i];
@@ -106,7 +106,7 @@ __global__ void add_rmsnorm_kernel(float *x, const __half *y, const __half *y2, 
 		ss += v * v;
 	}
 	ss = block_sum(ss, scratch);
-	const float scale = rsqrtf(ss / (float)dim + eps);
+	const float scale = rms_scale(ss, dim, eps);
 	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
 		const float v = write || !(yr || y2r) ? row[i] : sum1(i);
 		dst[i] = __float2half_rn(v * scale * __half2float(w[i]));

@@ -323,4 +323,18 @@ __device__ __forceinline__ float block_max(float v, float *scratch32)
 	return warp_max(v);
 }
 
+// ---- the forward pass's elementwise formulas, one definition for the kernel of their own and
+// the GEMV that forms its activations on the way in (qgemv_tma.cu), so both give the same bits
+
+// SwiGLU: silu(gate) x up.
+__device__ __forceinline__ float silu_mul(float g, float u)
+{
+	return g / (1.0f + expf(-g)) * u;
+}
+// RMSNorm: the factor of a row of n values whose squares sum to ss.
+__device__ __forceinline__ float rms_scale(float ss, int64_t n, float eps)
+{
+	return rsqrtf(ss / (float)n + eps);
+}
+
 #endif

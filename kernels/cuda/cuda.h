@@ -137,7 +137,6 @@ typedef struct {
 	int64_t rows_pad, cols_pad;  /* N rounded up to 128, K rounded up to 128 */
 	int8_t *q;                   /* [rows_pad][cols_pad], zero padded */
 	float *scales;               /* [rows_pad] */
-	int *counters;
 } shrink_cuda_w8;
 
 /* From the container's 8-bit symmetric scheme with one group per row (group_size 0):

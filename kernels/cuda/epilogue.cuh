@@ -1,12 +1,12 @@
 // epilogue.cuh: the store at the end of the tiled GEMMs (w8a8.cu: store_tile;
-// qgemm_wgmma.cu: store_tile_f32, its split-K partials added by a kernel of their own in qgemm.cu):
+// qgemm_wgmma.cu: store_tile_f32) and the reduction of their split-K partials (splitk.cu):
 // a CTA tile of 128 output rows x BM tokens, from 8 warps
 // laid out 8 / WM (rows) x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4]
 // in mma C-fragment order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each), or from
 // float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
-// goes to the workspace and the last CTA to arrive (atomic counter, reset
-// after use) adds the partials in split order: results never depend on timing.
+// goes to the workspace, and splitk_reduce adds the partials in split order
+// afterwards: results never depend on timing.
 // Deliberately not here: scaling (the caller folds scales into acc first).
 #ifndef SHRINK_CUDA_EPILOGUE_CUH
 #define SHRINK_CUDA_EPILOGUE_CUH
@@ -33,47 +33,13 @@ struct tile_out {
 	int m0, row0;  // first token and row of this tile
 	int splits, split;
 	float *ws;     // splits > 1: [tile][split][BM][128]
-	int *counters; // splits > 1: one per tile
-	int tile;
+	int tile;      // token block x 128-row tiles of a row + 128-row tile
 };
 
-// Split-K: after each thread wrote its share of this CTA's partial, the last CTA of the tile to
-// arrive (atomic counter, reset after use) adds the partials in split order and stores y.
-// smem: 4 bytes no longer read by anyone.
-template <typename T, int BM> __device__ __forceinline__ void add_splits(uint8_t *smem, const tile_out &o)
-{
-	T *y = static_cast<T *>(o.y);
-	__threadfence();
-	__syncthreads();
-	int *is_last = reinterpret_cast<int *>(smem);
-	if (threadIdx.x == 0)
-		*is_last = atomicAdd(&o.counters[o.tile], 1) == o.splits - 1;
-	__syncthreads();
-	if (!*is_last)
-		return;
-	// 4 consecutive rows per thread and step, independent loads (no aliasing with y)
-	const float *__restrict__ all = o.ws + (size_t)o.tile * o.splits * BM * 128;
-	T *__restrict__ out = y;
-#pragma unroll 4
-	for (int e = threadIdx.x * 4; e < BM * 128; e += blockDim.x * 4) {
-		float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-		for (int sp = 0; sp < o.splits; sp++) {
-			const float4 p = __ldcg(reinterpret_cast<const float4 *>(all + (size_t)sp * BM * 128 + e));
-			v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
-		}
-		const int m = e >> 7, r = e & 127;
-		if (o.m0 + m >= o.M)
-			continue;
-		T *dst = out + (size_t)(o.m0 + m) * o.N + o.row0 + r;
-		const float vs[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-		for (int k = 0; k < 4; k++)
-			if (o.row0 + r + k < o.N)
-				dst[k] = dtype_traits<T>::from_f(vs[k]);
-	}
-	if (threadIdx.x == 0)
-		o.counters[o.tile] = 0;
-}
+// Adds the partials of a split-K GEMM, ws [tile][split][bm][128] floats (tile: token block x
+// tiles_a_row + 128-row tile), in split order into y [M][N] (dt), as a dependent launch (pdl.cuh).
+shrink_status splitk_reduce(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const float *ws, int M, int N, int bm,
+			    int splits, int64_t tiles_a_row, void *y);
 
 // smem: at least BM * 136 * sizeof(T) bytes, no longer in use by the main loop.
 template <typename T, int BM, int WM = 2>
@@ -122,7 +88,6 @@ __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4
 				const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
 				part[m * 128 + r] = acc[i][j][c];
 			}
-	add_splits<T, BM>(smem, o);
 }
 
 // The same store (no split-K) from a CTA's sums already in shared memory: cs [BM][CS] floats,

@@ -6,7 +6,7 @@ CUDA_HDRS = kernels/cuda/cuda.h kernels/cuda/common.cuh kernels/cuda/qlayout.cuh
 	kernels/cuda/pdl.cuh
 CUDA_SOURCES = kernels/cuda/device.cu kernels/cuda/qpack.cu kernels/cuda/qgemv.cu kernels/cuda/qgemv_reg.cu kernels/cuda/qgemv_tma.cu \
 	kernels/cuda/qgemm.cu kernels/cuda/qgemm_wgmma.cu kernels/cuda/qlinear.cu kernels/cuda/w8a8.cu kernels/cuda/ops.cu kernels/cuda/attention.cu \
-	kernels/cuda/attention_decode.cu kernels/cuda/backend.cu
+	kernels/cuda/attention_decode.cu kernels/cuda/backend.cu kernels/cuda/splitk.cu
 if ENABLE_CUDA
 NVCCFLAGS = -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fPIC \
 	-I$(top_srcdir)/kernels -I$(top_srcdir)/lib/shrink

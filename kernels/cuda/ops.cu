@@ -43,7 +43,7 @@ __global__ void rmsnorm_kernel(const T *x, const T *weight, int64_t dim, float e
 		ss += v * v;
 	}
 	ss = block_sum(ss, scratch);
-	const float inv = rsqrtf(ss / (float)dim + eps);
+	const float inv = rms_scale(ss, dim, eps);
 	for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
 		const T normed = dtype_traits<T>::from_f(dtype_traits<T>::to_f(row[i]) * inv);
 		dst[i] = dtype_traits<T>::from_f(dtype_traits<T>::to_f(weight[i]) * dtype_traits<T>::to_f(normed));
@@ -77,7 +77,7 @@ template <typename T> __global__ void swiglu_kernel(const T *gate, const T *up, 
 {
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		const float g = dtype_traits<T>::to_f(gate[i]), u = dtype_traits<T>::to_f(up[i]);
-		out[i] = dtype_traits<T>::from_f(g / (1.0f + expf(-g)) * u);
+		out[i] = dtype_traits<T>::from_f(silu_mul(g, u));
 	}
 }
 

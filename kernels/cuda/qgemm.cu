@@ -1,7 +1,7 @@
 // qgemm.cu: the quantized GEMM's host side (more tokens than the GEMVs take): the plan
 // (tokens a CTA and split-K factor, from a model of the launch), the TMA tensor maps of the
 // weight, the activations laid out once per call the way the warpgroup-MMA kernel
-// (qgemm_wgmma.cu) reads them, and the reduction of split-K partials.
+// (qgemm_wgmma.cu) reads them, and the launch of the split-K reduction.
 //
 // The layout (qgemm_x_offset): per block of BN tokens and k tile, BN x 64 halves as wgmma's
 // 8 x 16-byte core matrices with qlayout.cuh's column permutation undone (k16 step s of a
@@ -11,15 +11,14 @@
 // one write of the activations (1 MB at 128 x 4096 tokens x columns), zero-filled past M and K,
 // so the GEMM copies whole 16-byte chunks and needs no padded copy of x.
 //
-// Split K: each split writes a float partial and a kernel of its own adds them (the last CTA of
-// a tile adding them alone, as before, left the rest of the GPU idle: 4096x4096 at 128 tokens
-// 37.4 us against 17.4 with this and the plan).
+// Split K: each split writes a float partial and splitk_reduce (splitk.cu) adds them.
 //
-// Deliberately not here: the kernel (qgemm_wgmma.cu), the choice of path (qlinear.cu).
+// Deliberately not here: the kernels (qgemm_wgmma.cu, splitk.cu), the choice of path (qlinear.cu).
 #include <string.h>
 
 #include <cudaTypedefs.h>
 
+#include "epilogue.cuh"
 #include "pdl.cuh"
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
@@ -52,31 +51,6 @@ __global__ void qgemm_layout_kernel(const uint16_t *__restrict__ x, int64_t ldx,
 	}
 	const int64_t block = (m / BN) * k_tiles + kt;
 	xp[block * (BN * 32) + qgemm_x_offset<BN>((int)(m % BN), P) / 4] = v;
-}
-
-// Split-K: y = the splits' partials added in split order (deterministic), 4 columns a thread.
-// ws: [tile][split][bn][128] floats, tile = 128-row block + token block x (2 x 256-row blocks).
-template <typename T>
-__global__ void qgemm_reduce_kernel(const float *__restrict__ ws, int M, int N, int bn, int splits, int row_blocks,
-				    T *__restrict__ y)
-{
-	launch_dependents();
-	wait_prerequisites(); // the GEMM's partials
-	const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, n4 = (N + 3) / 4;
-	if (i >= (int64_t)M * n4)
-		return;
-	const int m = (int)(i / n4), n = 4 * (int)(i % n4);
-	const int64_t tile = n / 128 + (int64_t)(m / bn) * 2 * row_blocks;
-	const float *p = ws + (tile * splits * bn + m % bn) * 128 + n % 128;
-	float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-	for (int sp = 0; sp < splits; sp++) {
-		const float4 q = __ldcg(reinterpret_cast<const float4 *>(p + (size_t)sp * bn * 128));
-		v.x += q.x, v.y += q.y, v.z += q.z, v.w += q.w;
-	}
-	const float vs[4] = {v.x, v.y, v.z, v.w};
-	T *dst = y + (size_t)m * N + n;
-	for (int k = 0; k < 4 && n + k < N; k++)
-		dst[k] = dtype_traits<T>::from_f(vs[k]);
 }
 
 } // namespace
@@ -204,15 +178,6 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	st = qgemm_wgmma_launch(ctx, c, a, m, bn);
 	if (st != SHRINK_OK || a.splits == 1)
 		return st;
-	const int64_t n_out = (int64_t)c->M * ceil_div64(w->rows, 4);
-	const unsigned rblocks = (unsigned)ceil_div64(n_out, 256);
-	const int rb = (int)qgemm_row_blocks(w);
-	const float *ws = c->ws;
-	const int N = (int)w->rows, splits = a.splits;
-	e = c->dt == SHRINK_CUDA_F16
-		    ? launch_dependent(qgemm_reduce_kernel<__half>, dim3(rblocks), dim3(256), 0, ctx->stream, ws, M, N, bn,
-				       splits, rb, static_cast<__half *>(c->y))
-		    : launch_dependent(qgemm_reduce_kernel<__nv_bfloat16>, dim3(rblocks), dim3(256), 0, ctx->stream, ws, M,
-				       N, bn, splits, rb, static_cast<__nv_bfloat16 *>(c->y));
-	return shrink_cuda_check(ctx, e, "qgemm reduce");
+	// two 128-row tiles a 256-row block
+	return splitk_reduce(ctx, c->dt, c->ws, c->M, (int)w->rows, bn, a.splits, 2 * qgemm_row_blocks(w), c->y);
 }

@@ -200,9 +200,9 @@ template <typename T> __device__ void form_swiglu(const tma_args &a, int m, uint
 			const T *gp = reinterpret_cast<const T *>(&gv[u]), *up = reinterpret_cast<const T *>(&uv[u]);
 			T *op = reinterpret_cast<T *>(&o);
 #pragma unroll
-			for (int e = 0; e < 8; e++) { // as swiglu_kernel (ops.cu)
+			for (int e = 0; e < 8; e++) {
 				const float gf = dtype_traits<T>::to_f(gp[e]), uf = dtype_traits<T>::to_f(up[e]);
-				op[e] = dtype_traits<T>::from_f(gf / (1.0f + expf(-gf)) * uf);
+				op[e] = dtype_traits<T>::from_f(silu_mul(gf, uf));
 			}
 			sts128(xm + 16 * (c0 + u * NT), o);
 		}
@@ -259,7 +259,7 @@ __device__ void form_rmsnorm(const tma_args &a, int m, uint32_t xm, float *scrat
 			for (int e = 0; e < 8; e++)
 				ss += v[u][e] * v[u][e];
 	}
-	const float scale = rsqrtf(consumers_sum(ss, scratch) / (float)(8 * K8) + a.eps);
+	const float scale = rms_scale(consumers_sum(ss, scratch), 8 * K8, a.eps);
 	for (int c0 = threadIdx.x; c0 < K8; c0 += kRound * NT) {
 		if (!cached)
 			norm_round(a, m, c0, v, wv);

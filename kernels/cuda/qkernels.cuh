@@ -81,7 +81,7 @@ struct qgemm_args {
 	const uint32_t *scales, *zeros;
 	const void *x;
 	void *y;
-	float *ws; // splits > 1: the partials (qgemm_reduce_kernel adds them)
+	float *ws; // splits > 1: the partials (splitk_reduce adds them)
 	int M, N;
 	int row_tiles, k_tiles, n_groups, gshift, gpt, kt_per_split, splits;
 };
