@@ -95,9 +95,10 @@ shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweigh
 /* The same with the path and the split-K factor forced (split_k 0: chosen), for tests and benchmarks. */
 shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 				       const void *x, int64_t n_tok, void *y, shrink_cuda_qpath path, int split_k);
-/* Workspace bytes that let shrink_cuda_qlinear use its best path for up to max_tok tokens
- * (allow_cublas: include the dequantized copy that the cuBLAS path needs). */
-size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_tok, bool allow_cublas);
+/* Workspace bytes that let shrink_cuda_qlinear use its best path on ctx's device for up to max_tok
+ * tokens (allow_cublas: include the dequantized copy that the cuBLAS path needs). */
+size_t shrink_cuda_qlinear_workspace(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int64_t max_tok,
+				     bool allow_cublas);
 /* y[i] [n_tok, rows of w[i]] = x W[i]^T for 1 to 3 weights with the same cols (q/k/v, gate/up):
  * one launch when they share bits, group size and symmetry and n_tok <= 32, else one call each. */
 shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
@@ -125,7 +126,8 @@ shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int n_w, const
 					    shrink_cuda_dtype dt, const shrink_cuda_xin *in, int64_t n_tok,
 					    void *const *y);
 /* Workspace bytes for shrink_cuda_qlinear_multi (and each weight alone) up to max_tok tokens. */
-size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok);
+size_t shrink_cuda_qlinear_multi_workspace(const shrink_cuda_ctx *ctx, int n_w, const shrink_cuda_qweight *const *w,
+					   int64_t max_tok);
 /* out [rows, cols] (dt) = the dequantized weight. */
 shrink_status shrink_cuda_qweight_dequant(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 					  void *out);

@@ -23,7 +23,6 @@ constexpr int kGemmFromTokens = 13, kGemmFromTokensShort = 17;
 constexpr int kTmaMaxTokens = 4;
 constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
-constexpr int kMaxSms = 256; // bound used to size workspaces without a device at hand
 
 size_t align256(size_t n)
 {
@@ -151,7 +150,8 @@ bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 
 } // namespace
 
-extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, int64_t max_tok, bool allow_cublas)
+extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,
+						int64_t max_tok, bool allow_cublas)
 {
 	size_t need = 0;
 	for (int64_t M = 1; M <= max_tok && M <= 2 * kCublasMinTokens; M = M < 32 ? M + 1 : 2 * M) {
@@ -160,7 +160,7 @@ extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_qweight *w, in
 		for (int pi = 0; pi < 3; pi++) {
 			if (pi < 2 && M > 32)
 				continue;
-			qplan p = make_plan(w, (int)M, kMaxSms, paths[pi], 0);
+			qplan p = make_plan(w, (int)M, ctx->n_sms, paths[pi], 0);
 			need = p.total() > need ? p.total() : need;
 		}
 	}
@@ -365,17 +365,18 @@ extern "C" shrink_status shrink_cuda_qlinear_multi_xin(shrink_cuda_ctx *ctx, int
 	return st ? st : shrink_cuda_qlinear_multi(ctx, n_w, w, dt, in->scratch, n_tok, y);
 }
 
-extern "C" size_t shrink_cuda_qlinear_multi_workspace(int n_w, const shrink_cuda_qweight *const *w, int64_t max_tok)
+extern "C" size_t shrink_cuda_qlinear_multi_workspace(const shrink_cuda_ctx *ctx, int n_w,
+						      const shrink_cuda_qweight *const *w, int64_t max_tok)
 {
 	int64_t row_tiles = 0;
 	size_t need = 0;
 	for (int i = 0; i < n_w; i++) {
 		row_tiles += w[i]->row_tiles;
-		const size_t b = shrink_cuda_qlinear_workspace(w[i], max_tok, false);
+		const size_t b = shrink_cuda_qlinear_workspace(ctx, w[i], max_tok, false);
 		need = b > need ? b : need;
 	}
 	for (int64_t M = 1; M <= max_tok && M <= kGemvMaxTokens; M++) {
-		const qplan p = make_plan(w[0], (int)M, kMaxSms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
+		const qplan p = make_plan(w[0], (int)M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
 		need = p.total() > need ? p.total() : need;
 	}
 	return need;

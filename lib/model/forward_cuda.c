@@ -91,6 +91,7 @@ void gpu_state_free(struct shrink_state_gpu *s)
 static size_t workspace_need(const shrink_model *m, int max_tokens, int max_batch)
 {
 	const struct shrink_model_gpu *g = m->gpu;
+	const shrink_cuda_ctx *ctx = g->ctx;
 	const shrink_config *c = m->config;
 	size_t need = shrink_cuda_attention_workspace(1, layer_max(c, 0), c->head_dim, max_tokens);
 	size_t dec = shrink_cuda_attention_decode_workspace(layer_max(c, 0), c->head_dim, max_tokens);
@@ -99,22 +100,22 @@ static size_t workspace_need(const shrink_model *m, int max_tokens, int max_batc
 		const gpu_layer *L = &g->layers[l];
 		if (L->wq.quantized && L->wk.quantized && L->wv.quantized) {
 			const shrink_cuda_qweight *qkv[] = {&L->wq.q, &L->wk.q, &L->wv.q};
-			size_t b = shrink_cuda_qlinear_multi_workspace(3, qkv, max_batch);
+			size_t b = shrink_cuda_qlinear_multi_workspace(ctx, 3, qkv, max_batch);
 			need = b > need ? b : need;
 		}
 		if (L->w_gate.quantized && L->w_up.quantized) {
 			const shrink_cuda_qweight *gu[] = {&L->w_gate.q, &L->w_up.q};
-			size_t b = shrink_cuda_qlinear_multi_workspace(2, gu, max_batch);
+			size_t b = shrink_cuda_qlinear_multi_workspace(ctx, 2, gu, max_batch);
 			need = b > need ? b : need;
 		}
 		const gpu_weight *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
 		for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-			size_t b = all[i]->quantized ? shrink_cuda_qlinear_workspace(&all[i]->q, max_batch, false) : 0;
+			size_t b = all[i]->quantized ? shrink_cuda_qlinear_workspace(ctx, &all[i]->q, max_batch, false) : 0;
 			need = b > need ? b : need;
 		}
 	}
 	if (g->lm_head.quantized) {
-		size_t b = shrink_cuda_qlinear_workspace(&g->lm_head.q, max_batch, false);
+		size_t b = shrink_cuda_qlinear_workspace(ctx, &g->lm_head.q, max_batch, false);
 		need = b > need ? b : need;
 	}
 	return need;
