@@ -34,6 +34,7 @@ static cublasHandle_t cublas;
 static bool quick;
 static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
 static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
+static int force_split;             /* --split: the split-K factor of every quantized call (0: planned) */
 static int64_t listed[16];          /* --batches: the linear layers' batches instead of 1, 2, 4, ... 4096 */
 static int n_listed;
 static int dt = 0; /* 0 f16, 1 bf16 */
@@ -202,7 +203,8 @@ typedef struct {
 static void launch_q(void *arg, int i)
 {
 	lin_case *c = arg;
-	CKS(shrink_cuda_qlinear_path(ctx, &c->q[i % c->n_q], (shrink_cuda_dtype)dt, c->x, c->M, c->y, c->path, 0));
+	CKS(shrink_cuda_qlinear_path(ctx, &c->q[i % c->n_q], (shrink_cuda_dtype)dt, c->x, c->M, c->y, c->path,
+				     force_split));
 }
 
 static void launch_cublas(void *arg, int i)
@@ -850,6 +852,8 @@ int main(int argc, char **argv)
 			min_batch = atoll(argv[++i]);
 		else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
 			list_batches(argv[++i]);
+		else if (!strcmp(argv[i], "--split") && i + 1 < argc)
+			force_split = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
 			dt = !strcmp(argv[++i], "bf16");
 		else if (!strcmp(argv[i], "--bits") && i + 1 < argc)
@@ -858,8 +862,8 @@ int main(int argc, char **argv)
 			group = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] "
-					"[--batches M,M,...] [--decode] [--kv] [--ops] [--w8a8] [--dtype f16|bf16] [--bits B] "
-					"[--group G]\n"
+					"[--batches M,M,...] [--split S] [--decode] [--kv] [--ops] [--w8a8] [--dtype f16|bf16] "
+					"[--bits B] [--group G]\n"
 					"       bench_cuda --one K N M auto|gemv|gemv-reg|gemv-tma|gemm|cublas   (one call, for a "
 					"profiler)\n");
 			return 2;
