@@ -57,9 +57,10 @@ static void list_batches(const char *arg)
 			die("--batches", "expected numbers from 1 to 4096, separated by commas");
 		listed[n_listed++] = m;
 		if (!*end)
-			break;
+			return;
 		p = end + 1;
 	}
+	die("--batches", "at most 16 batches");
 }
 
 #define CK(call)                                                                                                       \
@@ -310,13 +311,24 @@ static void free_case(lin_case *c)
 	cudaFree(c->y);
 }
 
+/* The paths by the names --one takes and the tables print (cuBLAS: "dequant+cublas" there). */
+static const struct {
+	const char *name;
+	shrink_cuda_qpath path;
+} path_names[] = {{"auto", SHRINK_CUDA_QPATH_AUTO},         {"gemv", SHRINK_CUDA_QPATH_GEMV},
+		  {"gemv-reg", SHRINK_CUDA_QPATH_GEMV_REG}, {"gemv-tma", SHRINK_CUDA_QPATH_GEMV_TMA},
+		  {"gemm", SHRINK_CUDA_QPATH_GEMM},         {"cublas", SHRINK_CUDA_QPATH_CUBLAS}};
+
 static const char *path_name(shrink_cuda_qpath p, int64_t M)
 {
 	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses (the two GEMVs: see their rows) */
 		return M <= 8 ? "auto (gemv)" : M <= 32 ? "auto (gemv or gemm by size)" : M >= 1024 ? "auto (dequant+cublas)" : "auto (gemm)";
-	return p == SHRINK_CUDA_QPATH_GEMV ? "gemv" : p == SHRINK_CUDA_QPATH_GEMM ? "gemm"
-	       : p == SHRINK_CUDA_QPATH_GEMV_REG ? "gemv-reg"
-	       : p == SHRINK_CUDA_QPATH_GEMV_TMA ? "gemv-tma" : "dequant+cublas";
+	if (p == SHRINK_CUDA_QPATH_CUBLAS)
+		return "dequant+cublas";
+	for (size_t i = 0; i < sizeof path_names / sizeof path_names[0]; i++)
+		if (path_names[i].path == p)
+			return path_names[i].name;
+	return "?";
 }
 
 static void bench_row(lin_case *c, int64_t M, shrink_cuda_qpath path, double cublas_us)
@@ -805,18 +817,22 @@ static void bench_decode(ref_rng *rng)
 }
 
 /* One quantized linear call (after one warm-up call), for a profiler: --one K N M gemv|gemm|cublas */
-static void run_one(int64_t K, int64_t N, int64_t M, const char *path, int bits, int group)
+static shrink_cuda_qpath path_by_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof path_names / sizeof path_names[0]; i++)
+		if (!strcmp(name, path_names[i].name))
+			return path_names[i].path;
+	die("--one", "no such path (auto, gemv, gemv-reg, gemv-tma, gemm, cublas)");
+	return SHRINK_CUDA_QPATH_AUTO;
+}
+
+static void run_one(int64_t K, int64_t N, int64_t M, shrink_cuda_qpath path, int bits, int group)
 {
 	ref_rng rng = {7};
 	lin_case c;
 	setup_case(&c, K, N, bits, group, M, &rng);
 	c.M = M;
-	c.path = !strcmp(path, "gemv")	   ? SHRINK_CUDA_QPATH_GEMV
-		 : !strcmp(path, "gemv-reg") ? SHRINK_CUDA_QPATH_GEMV_REG
-		 : !strcmp(path, "gemv-tma") ? SHRINK_CUDA_QPATH_GEMV_TMA
-		 : !strcmp(path, "gemm")     ? SHRINK_CUDA_QPATH_GEMM
-		 : !strcmp(path, "auto")     ? SHRINK_CUDA_QPATH_AUTO
-					     : SHRINK_CUDA_QPATH_CUBLAS;
+	c.path = path;
 	launch_q(&c, 0);
 	launch_q(&c, 1 % c.n_q);
 	CK(cudaStreamSynchronize(stream));
@@ -828,11 +844,13 @@ int main(int argc, char **argv)
 	int bits = 4, group = 128;
 	bool only_linear = false, decode = false, kv = false, ops = false, w8a8 = false;
 	int64_t one[3] = {0, 0, 0};
-	const char *one_path = NULL;
+	bool one_call = false;
+	shrink_cuda_qpath one_path = SHRINK_CUDA_QPATH_AUTO;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--one") && i + 4 < argc) {
 			one[0] = atoll(argv[i + 1]), one[1] = atoll(argv[i + 2]), one[2] = atoll(argv[i + 3]);
-			one_path = argv[i + 4];
+			one_path = path_by_name(argv[i + 4]);
+			one_call = true;
 			i += 4;
 		} else if (!strcmp(argv[i], "--quick"))
 			quick = true;
@@ -882,7 +900,7 @@ int main(int argc, char **argv)
 		die("cublas", "cannot create a handle");
 	void *cublas_ws = dev_alloc((size_t)32 << 20);
 	cublasSetWorkspace(cublas, cublas_ws, (size_t)32 << 20);
-	if (one_path) {
+	if (one_call) {
 		run_one(one[0], one[1], one[2], one_path, bits, group);
 		return 0;
 	}
