@@ -34,7 +34,7 @@ static cublasHandle_t cublas;
 static bool quick;
 static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
 static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
-static int force_split;             /* --split: the split-K factor of every quantized call (0: planned) */
+static int force_split;             /* --split: the split-K factor of the 4-bit linear calls (0: planned) */
 static int64_t listed[16];          /* --batches: the linear layers' batches instead of 1, 2, 4, ... 4096 */
 static int n_listed;
 static int dt = 0; /* 0 f16, 1 bf16 */
