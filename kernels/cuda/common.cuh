@@ -22,6 +22,7 @@ struct shrink_cuda_ctx {
 	cudaStream_t stream;
 	cublasHandle_t cublas;
 	int n_sms;
+	int gemm_pair_ctas; // the GEMM's CTAs the device holds at once in clusters of two (qgemm_cluster_ctas)
 	void *workspace;
 	size_t workspace_bytes;
 	void *cublas_ws;
@@ -233,6 +234,29 @@ __device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap &map
 		     "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
 		     "l"(reinterpret_cast<uint64_t>(&map)), "r"(c0), "r"(c1), "r"(bar)
 		     : "memory");
+}
+
+// Distributed shared memory (thread-block clusters): the address of the same shared-memory
+// location in the CTA of cluster rank `rank`, loads from it, and the cluster-wide barrier (every
+// thread of the cluster that has not exited, warps converged).
+__device__ __forceinline__ uint32_t cluster_map(uint32_t addr, uint32_t rank)
+{
+	uint32_t r;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+	return r;
+}
+__device__ __forceinline__ float4 ld_cluster_f4(uint32_t addr)
+{
+	float4 v;
+	asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+		     : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+		     : "r"(addr)
+		     : "memory");
+	return v;
+}
+__device__ __forceinline__ void cluster_sync()
+{
+	asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
 // Shared-memory loads by 32-bit shared address (keeps address arithmetic to one add).

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
+#include "qkernels.cuh"
 
 namespace {
 constexpr size_t kCublasWorkspace = (size_t)32 << 20;
@@ -67,6 +67,7 @@ extern "C" shrink_status shrink_cuda_ctx_create(int device, shrink_cuda_stream s
 		return SHRINK_EIO;
 	}
 	ctx->n_sms = prop.multiProcessorCount;
+	ctx->gemm_pair_ctas = qgemm_cluster_ctas(2);
 	if (cublasCreate(&ctx->cublas) != CUBLAS_STATUS_SUCCESS) {
 		ctx->cublas = NULL;
 		shrink_cuda_ctx_destroy(ctx);

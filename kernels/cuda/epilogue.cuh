@@ -6,7 +6,8 @@
 // float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
 // goes to the workspace, and splitk_reduce adds the partials in split order
-// afterwards: results never depend on timing.
+// afterwards, or the CTAs of a cluster add each other's sums (store_tiles_cluster): results
+// never depend on timing.
 // Deliberately not here: scaling (the caller folds scales into acc first).
 #ifndef SHRINK_CUDA_EPILOGUE_CUH
 #define SHRINK_CUDA_EPILOGUE_CUH
@@ -41,26 +42,32 @@ struct tile_out {
 shrink_status splitk_reduce(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const float *ws, int M, int N, int bm,
 			    int splits, int64_t tiles_a_row, void *y);
 
+// f(row, token, value) for each of this thread's accumulators (the warp layout above).
+template <int BM, int WM, typename F>
+__device__ __forceinline__ void for_each_acc(const float (&acc)[WM][BM / WM / 8][4], F &&f)
+{
+	constexpr int NT = BM / WM / 8, WR = 8 / WM;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const int wn = warp % WR, wm = warp / WR;
+#pragma unroll
+	for (int i = 0; i < WM; i++)
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int c = 0; c < 4; c++)
+				f((WM * wn + i) * 16 + g + 8 * (c >> 1), wm * (BM / WM) + 8 * j + 2 * t + (c & 1),
+				  acc[i][j][c]);
+}
+
 // smem: at least BM * 136 * sizeof(T) bytes, no longer in use by the main loop.
 template <typename T, int BM, int WM = 2>
 __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4], uint8_t *smem, const tile_out &o)
 {
-	constexpr int NT = BM / WM / 8, CS = 128 + 8, WR = 8 / WM;
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int wn = warp % WR, wm = warp / WR;
+	constexpr int CS = 128 + 8;
 	T *y = static_cast<T *>(o.y);
 	if (o.splits == 1) {
 		T *cs = reinterpret_cast<T *>(smem);
-#pragma unroll
-		for (int i = 0; i < WM; i++)
-#pragma unroll
-			for (int j = 0; j < NT; j++)
-#pragma unroll
-				for (int c = 0; c < 4; c++) {
-					const int r = (WM * wn + i) * 16 + g + 8 * (c >> 1);
-					const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
-					cs[m * CS + r] = dtype_traits<T>::from_f(acc[i][j][c]);
-				}
+		for_each_acc<BM, WM>(acc, [&](int r, int m, float v) { cs[m * CS + r] = dtype_traits<T>::from_f(v); });
 		__syncthreads();
 		const bool vec = (o.N & 7) == 0;
 		for (int c = threadIdx.x; c < BM * 16; c += blockDim.x) {
@@ -78,16 +85,24 @@ __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4
 		return;
 	}
 	float *part = o.ws + ((size_t)o.tile * o.splits + o.split) * BM * 128;
+	for_each_acc<BM, WM>(acc, [&](int r, int m, float v) { part[m * 128 + r] = v; });
+}
+
+// Eight outputs of token o.m0 + m from row `row` on (the caller checked the token and the row;
+// o.N cuts the eight short).
+template <typename T> __device__ __forceinline__ void store_row8(const float (&v)[8], const tile_out &o, int m, int row)
+{
+	T *dst = static_cast<T *>(o.y) + (size_t)(o.m0 + m) * o.N + row;
+	if ((o.N & 7) == 0) {
+		uint32_t u[4];
 #pragma unroll
-	for (int i = 0; i < WM; i++)
-#pragma unroll
-		for (int j = 0; j < NT; j++)
-#pragma unroll
-			for (int c = 0; c < 4; c++) {
-				const int r = (WM * wn + i) * 16 + g + 8 * (c >> 1);
-				const int m = wm * (BM / WM) + 8 * j + 2 * t + (c & 1);
-				part[m * 128 + r] = acc[i][j][c];
-			}
+		for (int k = 0; k < 4; k++)
+			u[k] = as_u32(dtype_traits<T>::pack(v[2 * k], v[2 * k + 1]));
+		*reinterpret_cast<uint4 *>(dst) = make_uint4(u[0], u[1], u[2], u[3]);
+	} else {
+		for (int e = 0; e < 8 && row + e < o.N; e++)
+			dst[e] = dtype_traits<T>::from_f(v[e]);
+	}
 }
 
 // The same store (no split-K) from a CTA's sums already in shared memory: cs [BM][CS] floats,
@@ -96,8 +111,6 @@ __device__ __forceinline__ void store_tile(const float (&acc)[WM][BM / WM / 8][4
 template <typename T, int BM, int CS, int NT = 0> __device__ __forceinline__ void store_tile_f32(const float *cs, const tile_out &o)
 {
 	using E = epi_threads<NT>;
-	T *y = static_cast<T *>(o.y);
-	const bool vec = (o.N & 7) == 0;
 	for (int c = E::id(); c < BM * 16; c += E::count()) {
 		const int m = c >> 4, r = (c & 15) * 8;
 		if (o.m0 + m >= o.M || o.row0 + r >= o.N)
@@ -105,17 +118,41 @@ template <typename T, int BM, int CS, int NT = 0> __device__ __forceinline__ voi
 		const float4 lo = *reinterpret_cast<const float4 *>(cs + m * CS + r);
 		const float4 hi = *reinterpret_cast<const float4 *>(cs + m * CS + r + 4);
 		const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-		T *dst = y + (size_t)(o.m0 + m) * o.N + o.row0 + r;
-		if (vec) {
-			uint32_t u[4];
+		store_row8<T>(v, o, m, o.row0 + r);
+	}
+}
+
+// Split K within a thread-block cluster (qgemm_wgmma.cu): each of the `ranks` CTAs of a cluster
+// has staged its split's sums of the same H x 128 rows x BM tokens at the same shared-memory
+// address cs ([H][BM][CS] floats; o.row0 is the first half's row); rank `rank` stores its share
+// of the outputs, adding the ranks' sums in rank (split) order, as splitk_reduce does: the result
+// does not depend on which CTA ends first. The caller syncs the cluster before and after.
+template <typename T, int H, int BM, int CS, int NT>
+__device__ void store_tiles_cluster(uint32_t cs, int ranks, int rank, const tile_out &o)
+{
+	using E = epi_threads<NT>;
+	constexpr int kMaxRanks = 8; // the portable cluster size
+	const int units = H * BM * 16, u1 = (rank + 1) * units / ranks;
+	for (int u = rank * units / ranks + E::id(); u < u1; u += E::count()) {
+		const int h = u / (BM * 16), c = u % (BM * 16), m = c >> 4, row = o.row0 + h * 128 + (c & 15) * 8;
+		if (o.m0 + m >= o.M || row >= o.N)
+			continue;
+		const uint32_t at = cs + (uint32_t)(((h * BM + m) * CS + (c & 15) * 8) * 4);
+		float4 lo[kMaxRanks], hi[kMaxRanks]; // every rank's loads in flight before the first add
 #pragma unroll
-			for (int k = 0; k < 4; k++)
-				u[k] = as_u32(dtype_traits<T>::pack(v[2 * k], v[2 * k + 1]));
-			*reinterpret_cast<uint4 *>(dst) = make_uint4(u[0], u[1], u[2], u[3]);
-		} else {
-			for (int e = 0; e < 8 && o.row0 + r + e < o.N; e++)
-				dst[e] = dtype_traits<T>::from_f(v[e]);
-		}
+		for (int q = 0; q < kMaxRanks; q++)
+			if (q < ranks) {
+				const uint32_t p = cluster_map(at, (uint32_t)q);
+				lo[q] = ld_cluster_f4(p), hi[q] = ld_cluster_f4(p + 16);
+			}
+		float v[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+		for (int q = 0; q < kMaxRanks; q++)
+			if (q < ranks) {
+				v[0] += lo[q].x, v[1] += lo[q].y, v[2] += lo[q].z, v[3] += lo[q].w;
+				v[4] += hi[q].x, v[5] += hi[q].y, v[6] += hi[q].z, v[7] += hi[q].w;
+			}
+		store_row8<T>(v, o, m, row);
 	}
 }
 

@@ -21,16 +21,26 @@
 
 #include <cuda_runtime.h>
 
+// cluster: CTAs a cluster along z (1: no clusters; grid.z a multiple of it).
 template <typename... P, typename... A>
-cudaError_t launch_dependent(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A &&...args)
+cudaError_t launch_dependent_clusters(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+				      unsigned cluster, A &&...args)
 {
 	cudaLaunchConfig_t cfg = {};
 	cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
-	cudaLaunchAttribute attr[1];
+	cudaLaunchAttribute attr[2];
 	attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 	attr[0].val.programmaticStreamSerializationAllowed = 1;
-	cfg.attrs = attr, cfg.numAttrs = 1;
+	attr[1].id = cudaLaunchAttributeClusterDimension;
+	attr[1].val.clusterDim.x = 1, attr[1].val.clusterDim.y = 1, attr[1].val.clusterDim.z = cluster;
+	cfg.attrs = attr, cfg.numAttrs = cluster > 1 ? 2 : 1;
 	return cudaLaunchKernelEx(&cfg, k, static_cast<A &&>(args)...);
+}
+
+template <typename... P, typename... A>
+cudaError_t launch_dependent(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A &&...args)
+{
+	return launch_dependent_clusters(k, grid, block, smem, s, 1, static_cast<A &&>(args)...);
 }
 
 // Let a kernel launched next with launch_dependent start (it still waits for this one's end).

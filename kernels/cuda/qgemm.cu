@@ -11,7 +11,9 @@
 // one write of the activations (1 MB at 128 x 4096 tokens x columns), zero-filled past M and K,
 // so the GEMM copies whole 16-byte chunks and needs no padded copy of x.
 //
-// Split K: each split writes a float partial and splitk_reduce (splitk.cu) adds them.
+// Split K: two splits are a cluster of two CTAs that add each other's sums (qgemm_wgmma.cu);
+// more, or where the device holds fewer CTAs in pairs, each split writes a float partial and
+// splitk_reduce (splitk.cu) adds them.
 //
 // Deliberately not here: the kernels (qgemm_wgmma.cu, splitk.cu), the choice of path (qlinear.cu).
 #include <string.h>
@@ -82,9 +84,11 @@ static double plan_cost(const shrink_cuda_qweight *w, int M, int n_sms, int bn, 
 }
 
 // The block of tokens: the smallest that holds M (16, 32, 64), or 64 or 128 above 64 tokens.
-qgemm_plan_t qgemm_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k)
+// Two splits go in clusters of two CTAs where the device holds as many CTAs at once that way
+// (qgemm_wgmma.cu says why only two).
+qgemm_plan_t qgemm_plan(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, int split_k)
 {
-	qgemm_plan_t best = {64, 1};
+	qgemm_plan_t best = {64, 1, false};
 	double best_cost = 1e300;
 	const int bn0 = M <= 16 ? 16 : M <= 32 ? 32 : 64;
 	for (int bn = bn0; bn <= (M > 64 ? 128 : bn0); bn *= 2)
@@ -92,16 +96,20 @@ qgemm_plan_t qgemm_plan(const shrink_cuda_qweight *w, int M, int n_sms, int spli
 			const int64_t per = ceil_div64(w->k_tiles, s);
 			if (split_k <= 0 && s > 1 && per * (s - 1) >= w->k_tiles)
 				break; // the last split would be empty
-			const double cost = plan_cost(w, M, n_sms, bn, s);
+			const double cost = plan_cost(w, M, ctx->n_sms, bn, s);
 			if (cost < best_cost)
 				best.bn = bn, best.splits = s, best_cost = cost;
 		}
+	best.splits = (int)ceil_div64(w->k_tiles, ceil_div64(w->k_tiles, best.splits)); // those with k tiles
+	const int64_t ctas = qgemm_row_blocks(w) * ceil_div64(M, best.bn) * best.splits;
+	const int pairs = ctx->gemm_pair_ctas;
+	best.cluster = best.splits == 2 && pairs > 0 && ceil_div64(ctas, pairs) == ceil_div64(ctas, ctx->n_sms);
 	return best;
 }
 
 size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, qgemm_plan_t p)
 {
-	if (p.splits <= 1)
+	if (p.splits <= 1 || p.cluster)
 		return 0;
 	return (size_t)2 * qgemm_row_blocks(w) * ceil_div64(M, p.bn) * p.splits * p.bn * 128;
 }
@@ -161,6 +169,7 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	a.splits = c->splits < 1 ? 1 : c->splits;
 	a.kt_per_split = (int)ceil_div64(w->k_tiles, a.splits);
 	a.splits = (int)ceil_div64(w->k_tiles, a.kt_per_split); // never more than asked: the workspace holds them
+	a.cluster = c->cluster && a.splits > 1 ? a.splits : 1;
 
 	PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
 	if (!enc)
@@ -176,7 +185,7 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 		return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qgemm: tensor map of a %lldx%lld weight rejected",
 					(long long)w->rows, (long long)w->cols);
 	st = qgemm_wgmma_launch(ctx, c, a, m, bn);
-	if (st != SHRINK_OK || a.splits == 1)
+	if (st != SHRINK_OK || a.splits == 1 || a.cluster > 1)
 		return st;
 	// two 128-row tiles a 256-row block
 	return splitk_reduce(ctx, c->dt, c->ws, c->M, (int)w->rows, bn, a.splits, 2 * qgemm_row_blocks(w), c->y);

@@ -19,9 +19,16 @@
 // (25 a stage) waited on its copies (Nsight Compute: DRAM 20 % busy) and was slower than that.
 // The output goes through shared memory, each 128-row half stored by store_tile_f32
 // (epilogue.cuh), or as a split's float partial that qgemm.cu's reduction adds in split order.
+// Two splits run as a cluster of two CTAs instead: each stages its sums in its own shared memory
+// and stores half of the tile, adding both ranks' sums (store_tiles_cluster) in split order, so
+// neither partials nor a reduction kernel (H100, bench_cuda --linear: 4096x14336 at 32 tokens
+// 19.7 -> 18.4 us, at 64 25.1 -> 22.5). Clusters of 4 and 8 lost: the device holds only 120 of
+// their CTAs at once (GPCs), so plans of 128 CTAs ran in two waves (14336x4096 at 16 tokens, 8
+// splits: 21.8 against 17.3 us), with or without dependent launches.
 //
 // Deliberately not here: the choice of path (qlinear.cu) and plan (qgemm.cu), the tensor maps'
-// encoding (qgemm.cu), swizzled layouts, multicast of the activations across a cluster.
+// encoding (qgemm.cu), swizzled layouts, multicast of the activations across a cluster (lost:
+// tests/bench/bench_cuda.md).
 #include "epilogue.cuh"
 #include "pdl.cuh"
 #include "qgemm_layout.cuh"
@@ -231,6 +238,14 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 				cs[(h * BN + mm) * kCS + r] = acc[h][4 * j + c];
 			}
 	epi_threads<kConsumers * 32>::sync();
+	if (a.cluster > 1) { // the splits are the cluster's ranks: they add each other's sums
+		tile_out o = {};
+		o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = rt0 * 16;
+		cluster_sync(); // every rank's sums are staged
+		store_tiles_cluster<T, 2, BN, kCS, kConsumers * 32>(smem_u32(cs), a.cluster, split, o);
+		cluster_sync(); // no rank leaves while another still reads its sums
+		return;
+	}
 	for (int h = 0; h < 2; h++) {
 		float *ch = cs + h * BN * kCS;
 		const int tile = 2 * blockIdx.x + h + blockIdx.y * 2 * gridDim.x;
@@ -253,7 +268,8 @@ cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStre
 	const cudaError_t e = allow_smem<qgemm_wgmma_kernel<T, BITS, SYM, BN>>(smem);
 	if (e != cudaSuccess)
 		return e;
-	return launch_dependent(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s, a, m);
+	return launch_dependent_clusters(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s,
+					 (unsigned)a.cluster, a, m);
 }
 
 template <typename T, int BN>
@@ -270,6 +286,26 @@ cudaError_t launch_bits(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cud
 }
 
 } // namespace
+
+int qgemm_cluster_ctas(int ranks)
+{
+	constexpr auto k = qgemm_wgmma_kernel<__half, 4, true, 64>; // one CTA an SM, as every instance
+	constexpr int smem = smem_bytes<4, 64>();
+	if (allow_smem<k>(smem) != cudaSuccess)
+		return 0;
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = dim3(1, 1, (unsigned)ranks), cfg.blockDim = dim3(kThreads), cfg.dynamicSmemBytes = smem;
+	cudaLaunchAttribute attr;
+	attr.id = cudaLaunchAttributeClusterDimension;
+	attr.val.clusterDim.x = 1, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = (unsigned)ranks;
+	cfg.attrs = &attr, cfg.numAttrs = 1;
+	int n = 0;
+	if (cudaOccupancyMaxActiveClusters(&n, k, &cfg) != cudaSuccess) {
+		(void)cudaGetLastError(); // no clusters of that size here: split K goes through partials
+		return 0;
+	}
+	return n * ranks;
+}
 
 shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemm_args &a, const qgemm_maps &m, int bn)
 {

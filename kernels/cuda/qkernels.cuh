@@ -26,6 +26,7 @@ struct qcall {
 	// the GEMM only: qgemm_x_bytes of workspace for its layout of the activations, tokens a CTA
 	void *xp;
 	int bn;
+	bool cluster; // split K in clusters (qgemm_plan_t)
 };
 
 // log2 of the group size in columns; 31 for one group per row.
@@ -81,9 +82,10 @@ struct qgemm_args {
 	const uint32_t *scales, *zeros;
 	const void *x;
 	void *y;
-	float *ws; // splits > 1: the partials (splitk_reduce adds them)
+	float *ws; // splits > 1 outside clusters: the partials (splitk_reduce adds them)
 	int M, N;
 	int row_tiles, k_tiles, n_groups, gshift, gpt, kt_per_split, splits;
+	int cluster; // splits in clusters of this many CTAs that add each other's sums (1: none)
 };
 // The GEMM's TMA views of a weight: codes [row tile][k tile x tile bytes] and scales, zeros
 // [row tile][group x 8 pairs], as 32-bit words, in boxes of 16 row tiles x one k tile.
@@ -95,14 +97,18 @@ shrink_status qgemm_wgmma_launch(shrink_cuda_ctx *ctx, const qcall *c, const qge
 				 int bn);
 // Tiled GEMM, any M: tokens a CTA (bn) and split-K factor chosen from a model of the launch
 // (split_k > 0: that factor). ws: qgemm_ws_floats; x as given (ldx, any K), xp: qgemm_x_bytes.
+// cluster: the splits add each other's sums in a thread-block cluster (no partials, no reduction).
 struct qgemm_plan_t {
 	int bn, splits;
+	bool cluster;
 };
-qgemm_plan_t qgemm_plan(const shrink_cuda_qweight *w, int M, int n_sms, int split_k);
+qgemm_plan_t qgemm_plan(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, int split_k);
 shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c);
 size_t qgemm_ws_floats(const shrink_cuda_qweight *w, int M, qgemm_plan_t p);
 size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M);
 int64_t qgemm_row_blocks(const shrink_cuda_qweight *w);
+// CTAs of the GEMM the device holds at once in clusters of `ranks` (0: none; ctx_create asks).
+int qgemm_cluster_ctas(int ranks);
 // The residual RMSNorm of backend.cu (shrink_cuda_add2_rmsnorm_f32; keep false: x not updated).
 shrink_status add_rmsnorm_launch(shrink_cuda_ctx *ctx, float *x, const uint16_t *y, const uint16_t *y2, bool keep,
 				 const uint16_t *weight, int64_t n_tok, int64_t dim, float eps, uint16_t *out);

@@ -33,6 +33,7 @@ struct qplan {
 	shrink_cuda_qpath path;
 	int splits;
 	int gemm_bn; // the GEMM's tokens a CTA
+	bool gemm_cluster; // the GEMM's splits add their sums in clusters
 	qgemv_plan_t gemv;
 	// x_bytes: the activations as the kernel reads them (the GEMM's layout, or rows padded to
 	// whole k tiles for the GEMVs when K is not a multiple of 64); part: split-K partials
@@ -69,8 +70,8 @@ shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight
 }
 
 // row_tiles: of every weight of the launch (more than w's own for the register GEMV's multi-weight launch)
-qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpath path, int split_k,
-		int64_t row_tiles = 0)
+qplan make_plan(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, shrink_cuda_qpath path,
+		int split_k, int64_t row_tiles = 0)
 {
 	qplan p;
 	memset(&p, 0, sizeof p);
@@ -85,13 +86,14 @@ qplan make_plan(const shrink_cuda_qweight *w, int M, int n_sms, shrink_cuda_qpat
 	} else if (p.path == SHRINK_CUDA_QPATH_GEMV_TMA) {
 		// no workspace beyond the padded activations
 	} else if (p.path == SHRINK_CUDA_QPATH_GEMV || p.path == SHRINK_CUDA_QPATH_GEMV_REG) {
-		p.gemv = p.path == SHRINK_CUDA_QPATH_GEMV ? qgemv_plan(w, M, n_sms, split_k)
-							  : qgemv_reg_plan(w, row_tiles ? row_tiles : w->row_tiles, M, n_sms, split_k);
+		p.gemv = p.path == SHRINK_CUDA_QPATH_GEMV
+			     ? qgemv_plan(w, M, ctx->n_sms, split_k)
+			     : qgemv_reg_plan(w, row_tiles ? row_tiles : w->row_tiles, M, ctx->n_sms, split_k);
 		p.splits = p.gemv.splits;
 		p.part_bytes = p.gemv.ws_floats * 4;
 	} else {
-		const qgemm_plan_t g = qgemm_plan(w, M, n_sms, split_k);
-		p.splits = g.splits, p.gemm_bn = g.bn;
+		const qgemm_plan_t g = qgemm_plan(ctx, w, M, split_k);
+		p.splits = g.splits, p.gemm_bn = g.bn, p.gemm_cluster = g.cluster;
 		p.part_bytes = qgemm_ws_floats(w, M, g) * 4;
 	}
 	return p;
@@ -160,7 +162,7 @@ extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_ctx *ctx, cons
 		for (int pi = 0; pi < 3; pi++) {
 			if (pi < 2 && M > 32)
 				continue;
-			qplan p = make_plan(w, (int)M, ctx->n_sms, paths[pi], 0);
+			qplan p = make_plan(ctx, w, (int)M, paths[pi], 0);
 			need = p.total() > need ? p.total() : need;
 		}
 	}
@@ -190,12 +192,12 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: the GEMV path takes at most 32 tokens");
 	if (split_k < 0 || split_k > 64)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: split_k %d out of range", split_k);
-	qplan p = make_plan(w, M, ctx->n_sms, path, split_k);
+	qplan p = make_plan(ctx, w, M, path, split_k);
 	if (p.total() > ctx->workspace_bytes && path == SHRINK_CUDA_QPATH_AUTO) {
 		// fall back to what fits: no dense copy, then no split
-		p = make_plan(w, M, ctx->n_sms, gemv_wins(w, M) ? SHRINK_CUDA_QPATH_GEMV_REG : SHRINK_CUDA_QPATH_GEMM, 0);
+		p = make_plan(ctx, w, M, gemv_wins(w, M) ? SHRINK_CUDA_QPATH_GEMV_REG : SHRINK_CUDA_QPATH_GEMM, 0);
 		if (p.total() > ctx->workspace_bytes)
-			p = make_plan(w, M, ctx->n_sms, p.path, 1);
+			p = make_plan(ctx, w, M, p.path, 1);
 	}
 	if (p.total() > ctx->workspace_bytes)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: workspace of %zu bytes, %zu needed",
@@ -214,9 +216,9 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	qcall c;
 	memset(&c, 0, sizeof c);
 	c.w = w, c.dt = dt, c.x = x, c.ldx = w->cols, c.M = M, c.y = y, c.splits = p.splits;
-	c.ws = p.splits > 1 ? part : NULL;
+	c.ws = p.splits > 1 && !p.gemm_cluster ? part : NULL;
 	if (p.path == SHRINK_CUDA_QPATH_GEMM) {
-		c.xp = xbuf, c.bn = p.gemm_bn;
+		c.xp = xbuf, c.bn = p.gemm_bn, c.cluster = p.gemm_cluster;
 		return qgemm_launch(ctx, &c);
 	}
 	if (p.x_bytes) {
@@ -303,9 +305,9 @@ extern "C" shrink_status shrink_cuda_qlinear_multi(shrink_cuda_ctx *ctx, int n_w
 	qcall c;
 	const int64_t row_tiles = multi_call(&c, n_w, w, dt, x, n_tok, y);
 	const int M = (int)n_tok;
-	qplan p = make_plan(w[0], M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
+	qplan p = make_plan(ctx, w[0], M, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
 	if (p.total() > ctx->workspace_bytes)
-		p = make_plan(w[0], M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 1, row_tiles);
+		p = make_plan(ctx, w[0], M, SHRINK_CUDA_QPATH_GEMV_REG, 1, row_tiles);
 	if (p.total() > ctx->workspace_bytes)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_multi: workspace of %zu bytes, %zu needed",
 					ctx->workspace_bytes, p.total());
@@ -376,7 +378,7 @@ extern "C" size_t shrink_cuda_qlinear_multi_workspace(const shrink_cuda_ctx *ctx
 		need = b > need ? b : need;
 	}
 	for (int64_t M = 1; M <= max_tok && M <= kGemvMaxTokens; M++) {
-		const qplan p = make_plan(w[0], (int)M, ctx->n_sms, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
+		const qplan p = make_plan(ctx, w[0], (int)M, SHRINK_CUDA_QPATH_GEMV_REG, 0, row_tiles);
 		need = p.total() > need ? p.total() : need;
 	}
 	return need;

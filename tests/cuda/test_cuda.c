@@ -196,6 +196,8 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMM, 7, 3},    {SHRINK_CUDA_QPATH_GEMM, 16, 0},  {SHRINK_CUDA_QPATH_GEMM, 24, 5},
 		{SHRINK_CUDA_QPATH_GEMM, 32, 0},   {SHRINK_CUDA_QPATH_GEMM, 64, 3},  {SHRINK_CUDA_QPATH_GEMM, 50, 0},
 		{SHRINK_CUDA_QPATH_GEMM, 128, 0},  {SHRINK_CUDA_QPATH_GEMM, 257, 2},
+		/* two splits (a cluster of two CTAs adds them) at 32 tokens a block; twelve (partials) */
+		{SHRINK_CUDA_QPATH_GEMM, 20, 2},   {SHRINK_CUDA_QPATH_GEMM, 40, 12},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
 	int cfg = 0;
