@@ -1,5 +1,6 @@
 // device.cu: CUDA device probing and the context every op runs in (device,
-// stream, cuBLAS handle, SM count, workspace, last failure message).
+// stream, cuBLAS handle, SM count, the GEMM's CTAs in clusters of two,
+// workspace, last failure message).
 // Deliberately not here: any kernel, any policy about which device to use.
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 // epilogue.cuh: the store at the end of the tiled GEMMs (w8a8.cu: store_tile;
-// qgemm_wgmma.cu: store_tile_f32) and the reduction of their split-K partials (splitk.cu):
+// qgemm_wgmma.cu: store_tile_f32, and store_tiles_cluster for two 128-row halves whose split-K
+// sums two CTAs of a cluster add) and the reduction of their split-K partials (splitk.cu):
 // a CTA tile of 128 output rows x BM tokens, from 8 warps
 // laid out 8 / WM (rows) x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4]
 // in mma C-fragment order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each), or from
@@ -131,7 +132,7 @@ template <typename T, int H, int BM, int CS, int NT>
 __device__ void store_tiles_cluster(uint32_t cs, int ranks, int rank, const tile_out &o)
 {
 	using E = epi_threads<NT>;
-	constexpr int kMaxRanks = 8; // the portable cluster size
+	constexpr int kMaxRanks = 8; // the portable cluster size (qgemm_wgmma.cu's clusters are of two)
 	const int units = H * BM * 16, u1 = (rank + 1) * units / ranks;
 	for (int u = rank * units / ranks + E::id(); u < u1; u += E::count()) {
 		const int h = u / (BM * 16), c = u % (BM * 16), m = c >> 4, row = o.row0 + h * 128 + (c & 15) * 8;

@@ -1,6 +1,7 @@
 // pdl.cuh: programmatic dependent launch for the quantized linear layers. A
 // GEMV, or one of the GEMM's kernels (layout, GEMM, split-K reduction),
-// launched with launch_dependent may start while the kernel before it in the
+// launched with launch_dependent (launch_dependent_clusters for the GEMM,
+// whose CTAs may run in clusters) may start while the kernel before it in the
 // stream still runs: it asks for its first weights (which no kernel writes),
 // then waits (wait_prerequisites) before it reads that kernel's output or
 // writes anything. Kernels whose successor may be such a kernel (RMSNorm,

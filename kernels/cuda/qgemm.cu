@@ -11,8 +11,8 @@
 // one write of the activations (1 MB at 128 x 4096 tokens x columns), zero-filled past M and K,
 // so the GEMM copies whole 16-byte chunks and needs no padded copy of x.
 //
-// Split K: two splits are a cluster of two CTAs that add each other's sums (qgemm_wgmma.cu);
-// more, or where the device holds fewer CTAs in pairs, each split writes a float partial and
+// Split K: two splits are a cluster of two CTAs that add each other's sums (qgemm_wgmma.cu)
+// where running the CTAs in pairs adds no wave; otherwise each split writes a float partial and
 // splitk_reduce (splitk.cu) adds them.
 //
 // Deliberately not here: the kernels (qgemm_wgmma.cu, splitk.cu), the choice of path (qlinear.cu).
@@ -71,7 +71,9 @@ size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M)
 // k tile takes about 390, 420, 510 and 805 ns at 16, 32, 64 and 128 tokens a block (the CTAs
 // read weights, scales and BN x 128 bytes of activations from L2 at about its rate, and MMA), a
 // wave's fill and store about 2 us; split K adds its partials written and read back (~2500
-// bytes a ns) and a launch.
+// bytes a ns) and a launch. Two splits in a cluster pay neither, but the model charges them all
+// the same: costed as cheap, two splits won plans they then lost (4096x4096 at 128 tokens 21.6
+// us against 17.5 with four splits; tests/bench/bench_cuda.md).
 static double plan_cost(const shrink_cuda_qweight *w, int M, int n_sms, int bn, int s)
 {
 	const double kt_ns = bn == 16 ? 390.0 : bn == 32 ? 420.0 : bn == 64 ? 510.0 : 805.0;
@@ -84,8 +86,8 @@ static double plan_cost(const shrink_cuda_qweight *w, int M, int n_sms, int bn, 
 }
 
 // The block of tokens: the smallest that holds M (16, 32, 64), or 64 or 128 above 64 tokens.
-// Two splits go in clusters of two CTAs where the device holds as many CTAs at once that way
-// (qgemm_wgmma.cu says why only two).
+// Two splits go in clusters of two CTAs where pairing them adds no wave (qgemm_wgmma.cu says why
+// only two).
 qgemm_plan_t qgemm_plan(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, int split_k)
 {
 	qgemm_plan_t best = {64, 1, false};

@@ -22,7 +22,7 @@
 // Two splits run as a cluster of two CTAs instead: each stages its sums in its own shared memory
 // and stores half of the tile, adding both ranks' sums (store_tiles_cluster) in split order, so
 // neither partials nor a reduction kernel (H100, bench_cuda --linear: 4096x14336 at 32 tokens
-// 19.7 -> 18.4 us, at 64 25.1 -> 22.5). Clusters of 4 and 8 lost: the device holds only 120 of
+// 19.7 -> 18.4 us, at 64 24.9 -> 22.4). Clusters of 3-8 lost: the device holds only 102-120 of
 // their CTAs at once (GPCs), so plans of 128 CTAs ran in two waves (14336x4096 at 16 tokens, 8
 // splits: 21.8 against 17.3 us), with or without dependent launches.
 //
@@ -291,8 +291,10 @@ int qgemm_cluster_ctas(int ranks)
 {
 	constexpr auto k = qgemm_wgmma_kernel<__half, 4, true, 64>; // one CTA an SM, as every instance
 	constexpr int smem = smem_bytes<4, 64>();
-	if (allow_smem<k>(smem) != cudaSuccess)
+	if (allow_smem<k>(smem) != cudaSuccess) {
+		(void)cudaGetLastError();
 		return 0;
+	}
 	cudaLaunchConfig_t cfg = {};
 	cfg.gridDim = dim3(1, 1, (unsigned)ranks), cfg.blockDim = dim3(kThreads), cfg.dynamicSmemBytes = smem;
 	cudaLaunchAttribute attr;

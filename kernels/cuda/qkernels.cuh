@@ -15,7 +15,7 @@ struct qcall {
 	int M;
 	void *y;
 	int splits; // split-K factor (1: none)
-	float *ws;  // split-K partials (NULL when splits == 1)
+	float *ws;  // split-K partials (NULL when splits == 1, or the GEMM's splits run in a cluster)
 	// the register GEMV only: up to two more weights with w's K, bits, group size and symmetry,
 	// computed in the same launch from the same x (n_weights 0 or 1: w alone)
 	int n_weights;

@@ -196,7 +196,8 @@ static void test_qlinear(ref_rng *rng)
 		{SHRINK_CUDA_QPATH_GEMM, 7, 3},    {SHRINK_CUDA_QPATH_GEMM, 16, 0},  {SHRINK_CUDA_QPATH_GEMM, 24, 5},
 		{SHRINK_CUDA_QPATH_GEMM, 32, 0},   {SHRINK_CUDA_QPATH_GEMM, 64, 3},  {SHRINK_CUDA_QPATH_GEMM, 50, 0},
 		{SHRINK_CUDA_QPATH_GEMM, 128, 0},  {SHRINK_CUDA_QPATH_GEMM, 257, 2},
-		/* two splits (a cluster of two CTAs adds them) at 32 tokens a block; twelve (partials) */
+		/* forced 2 and 12 splits: a cluster of two CTAs where two splits have k tiles, else
+		 * partials (12 asked for gives 4-11 that have k tiles, by K) */
 		{SHRINK_CUDA_QPATH_GEMM, 20, 2},   {SHRINK_CUDA_QPATH_GEMM, 40, 12},
 	};
 	const int n_shapes = quick ? 4 : 7, n_cases = (int)(sizeof cases / sizeof cases[0]);
@@ -241,16 +242,18 @@ static void test_qlinear(ref_rng *rng)
 		ref_qmatrix_free(&m);
 	}
 	/* many rows: the GEMM's plan takes 128 tokens a CTA (67 blocks of 256 rows, the last one
-	 * partly past the weight), with and without split K */
+	 * partly past the weight), without split K, with three splits (partials) and with two (a
+	 * cluster of two CTAs); K = 192 is three k tiles */
 	for (int dt = 0; dt < 2; dt++) {
 		ref_qmatrix m;
-		ref_qmatrix_random(&m, 4, 32, false, 17003, 100, rng);
+		ref_qmatrix_random(&m, 4, 32, false, 17003, 192, rng);
 		shrink_cuda_qweight w;
 		if (status_ok(shrink_cuda_qweight_upload(ctx, 4, 32, false, m.rows, m.cols, m.packed, m.scales, m.zeros,
 							 &w),
 			      "qweight_upload")) {
 			check_qlinear(&m, &w, dt, 128, SHRINK_CUDA_QPATH_AUTO, 0, rng);
 			check_qlinear(&m, &w, dt, 200, SHRINK_CUDA_QPATH_GEMM, 3, rng);
+			check_qlinear(&m, &w, dt, 200, SHRINK_CUDA_QPATH_GEMM, 2, rng);
 			shrink_cuda_qweight_free(&w);
 		}
 		ref_qmatrix_free(&m);
