@@ -1,5 +1,5 @@
 // epilogue.cuh: the store at the end of the tiled GEMMs (w8a8.cu: store_tile;
-// qgemm_wgmma.cu: store_tile_f32, and store_tiles_cluster for two 128-row halves whose split-K
+// qgemm_wgmma.cu: store_tile_f32, and store_half_cluster for the 128-row halves whose split-K
 // sums two CTAs of a cluster add) and the reduction of their split-K partials (splitk.cu):
 // a CTA tile of 128 output rows x BM tokens, from 8 warps
 // laid out 8 / WM (rows) x WM (tokens), each with acc[WM row tiles][BM / WM / 8 n8 tiles][4]
@@ -7,7 +7,7 @@
 // float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
 // goes to the workspace, and splitk_reduce adds the partials in split order
-// afterwards, or the CTAs of a cluster add each other's sums (store_tiles_cluster): results
+// afterwards, or the CTAs of a cluster add each other's sums (store_half_cluster): results
 // never depend on timing.
 // Deliberately not here: scaling (the caller folds scales into acc first).
 #ifndef SHRINK_CUDA_EPILOGUE_CUH
@@ -123,36 +123,25 @@ template <typename T, int BM, int CS, int NT = 0> __device__ __forceinline__ voi
 	}
 }
 
-// Split K within a thread-block cluster (qgemm_wgmma.cu): each of the `ranks` CTAs of a cluster
-// has staged its split's sums of the same H x 128 rows x BM tokens at the same shared-memory
-// address cs ([H][BM][CS] floats; o.row0 is the first half's row); rank `rank` stores its share
-// of the outputs, adding the ranks' sums in rank (split) order, as splitk_reduce does: the result
-// does not depend on which CTA ends first. The caller syncs the cluster before and after.
-template <typename T, int H, int BM, int CS, int NT>
-__device__ void store_tiles_cluster(uint32_t cs, int ranks, int rank, const tile_out &o)
+// Split K within a cluster of two CTAs (qgemm_wgmma.cu): each has staged its split's sums of the
+// same two 128-row halves x BM tokens at the same shared-memory address cs ([2][BM][CS] floats;
+// o.row0 is the first half's row); rank h stores half h, adding the two ranks' sums in split
+// order from 0, as splitk_reduce does, so the result does not depend on which CTA ends first.
+// The caller syncs the cluster before and after.
+template <typename T, int BM, int CS, int NT>
+__device__ void store_half_cluster(uint32_t cs, int h, const tile_out &o)
 {
 	using E = epi_threads<NT>;
-	constexpr int kMaxRanks = 8; // the portable cluster size (qgemm_wgmma.cu's clusters are of two)
-	const int units = H * BM * 16, u1 = (rank + 1) * units / ranks;
-	for (int u = rank * units / ranks + E::id(); u < u1; u += E::count()) {
-		const int h = u / (BM * 16), c = u % (BM * 16), m = c >> 4, row = o.row0 + h * 128 + (c & 15) * 8;
+	for (int c = E::id(); c < BM * 16; c += E::count()) {
+		const int m = c >> 4, row = o.row0 + h * 128 + (c & 15) * 8;
 		if (o.m0 + m >= o.M || row >= o.N)
 			continue;
 		const uint32_t at = cs + (uint32_t)(((h * BM + m) * CS + (c & 15) * 8) * 4);
-		float4 lo[kMaxRanks], hi[kMaxRanks]; // every rank's loads in flight before the first add
-#pragma unroll
-		for (int q = 0; q < kMaxRanks; q++)
-			if (q < ranks) {
-				const uint32_t p = cluster_map(at, (uint32_t)q);
-				lo[q] = ld_cluster_f4(p), hi[q] = ld_cluster_f4(p + 16);
-			}
-		float v[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-		for (int q = 0; q < kMaxRanks; q++)
-			if (q < ranks) {
-				v[0] += lo[q].x, v[1] += lo[q].y, v[2] += lo[q].z, v[3] += lo[q].w;
-				v[4] += hi[q].x, v[5] += hi[q].y, v[6] += hi[q].z, v[7] += hi[q].w;
-			}
+		const uint32_t p0 = cluster_map(at, 0), p1 = cluster_map(at, 1);
+		const float4 a0 = ld_cluster_f4(p0), b0 = ld_cluster_f4(p0 + 16);
+		const float4 a1 = ld_cluster_f4(p1), b1 = ld_cluster_f4(p1 + 16);
+		const float v[8] = {0.0f + a0.x + a1.x, 0.0f + a0.y + a1.y, 0.0f + a0.z + a1.z, 0.0f + a0.w + a1.w,
+				    0.0f + b0.x + b1.x, 0.0f + b0.y + b1.y, 0.0f + b0.z + b1.z, 0.0f + b0.w + b1.w};
 		store_row8<T>(v, o, m, row);
 	}
 }

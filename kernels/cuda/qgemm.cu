@@ -168,10 +168,9 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 	a.y = c->y;
 	a.ws = c->ws;
 	a.M = c->M;
-	a.splits = c->splits < 1 ? 1 : c->splits;
+	a.splits = c->splits < 1 ? 1 : c->splits; // qgemm_plan's: each split has k tiles
 	a.kt_per_split = (int)ceil_div64(w->k_tiles, a.splits);
-	a.splits = (int)ceil_div64(w->k_tiles, a.kt_per_split); // never more than asked: the workspace holds them
-	a.cluster = c->cluster && a.splits > 1 ? a.splits : 1;
+	a.cluster = c->cluster; // qgemm_plan: only with two splits
 
 	PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
 	if (!enc)
@@ -187,7 +186,7 @@ shrink_status qgemm_launch(shrink_cuda_ctx *ctx, const qcall *c)
 		return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qgemm: tensor map of a %lldx%lld weight rejected",
 					(long long)w->rows, (long long)w->cols);
 	st = qgemm_wgmma_launch(ctx, c, a, m, bn);
-	if (st != SHRINK_OK || a.splits == 1 || a.cluster > 1)
+	if (st != SHRINK_OK || a.splits == 1 || a.cluster)
 		return st;
 	// two 128-row tiles a 256-row block
 	return splitk_reduce(ctx, c->dt, c->ws, c->M, (int)w->rows, bn, a.splits, 2 * qgemm_row_blocks(w), c->y);

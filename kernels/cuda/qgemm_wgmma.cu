@@ -20,7 +20,7 @@
 // The output goes through shared memory, each 128-row half stored by store_tile_f32
 // (epilogue.cuh), or as a split's float partial that qgemm.cu's reduction adds in split order.
 // Two splits run as a cluster of two CTAs instead: each stages its sums in its own shared memory
-// and stores half of the tile, adding both ranks' sums (store_tiles_cluster) in split order, so
+// and stores half of the tile, adding both ranks' sums (store_half_cluster) in split order, so
 // neither partials nor a reduction kernel (H100, bench_cuda --linear: 4096x14336 at 32 tokens
 // 19.7 -> 18.4 us, at 64 24.9 -> 22.4). Clusters of 3-8 lost: the device holds only 102-120 of
 // their CTAs at once (GPCs), so plans of 128 CTAs ran in two waves (14336x4096 at 16 tokens, 8
@@ -254,11 +254,11 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 				cs[(h * BN + mm) * kCS + r] = acc[h][4 * j + c];
 			}
 	epi_threads<kConsumers * 32>::sync();
-	if (a.cluster > 1) { // the splits are the cluster's ranks: they add each other's sums
+	if (a.cluster) { // the two splits are the cluster's ranks: split h stores half h
 		tile_out o = {};
 		o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = rt0 * 16;
-		cluster_sync(); // every rank's sums are staged
-		store_tiles_cluster<T, 2, BN, kCS, kConsumers * 32>(smem_u32(cs), a.cluster, split, o);
+		cluster_sync(); // both ranks' sums are staged
+		store_half_cluster<T, BN, kCS, kConsumers * 32>(smem_u32(cs), split, o);
 		cluster_sync(); // no rank leaves while another still reads its sums
 		return;
 	}
@@ -285,7 +285,7 @@ cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStre
 	if (e != cudaSuccess)
 		return e;
 	return launch_dependent_clusters(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s,
-					 (unsigned)a.cluster, a, m);
+					 a.cluster ? 2u : 1u, a, m);
 }
 
 template <typename T, int BN>

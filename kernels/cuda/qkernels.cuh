@@ -85,7 +85,7 @@ struct qgemm_args {
 	float *ws; // splits > 1 outside clusters: the partials (splitk_reduce adds them)
 	int M, N;
 	int row_tiles, k_tiles, n_groups, gshift, gpt, kt_per_split, splits;
-	int cluster; // splits in clusters of this many CTAs that add each other's sums (1: none)
+	bool cluster; // two splits as a cluster of two CTAs that add each other's sums
 };
 // The GEMM's TMA views of a weight: codes [row tile][k tile x tile bytes] and scales, zeros
 // [row tile][group x 8 pairs], as 32-bit words, in boxes of 16 row tiles x one k tile.
