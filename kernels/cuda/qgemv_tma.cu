@@ -31,6 +31,11 @@
 // Short launches fit two CTAs an SM and let the next launch go shortly before
 // they end, so that its ring fills as this one drains (plan_ring: 4096x14336
 // 13.1 -> 12.0 us, 85 % of copy bandwidth).
+// On the H200 (4.2 TB/s copy bandwidth) the consumers' instructions bounded it: Nsight Compute
+// saw issue slots busy in step with DRAM throughput (58 % at 55 %), ~119 instructions a 512-byte
+// tile. Their loop lost a division by the ring size and, in whole stages, its predicates (222 ->
+// 162 instructions a stage): batch 1, 8192x28672 41.8 -> 35.8 us (84 % of copy bandwidth through
+// AUTO), 4096x14336 11.8 -> 10.0.
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
@@ -297,41 +302,56 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
 	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
-	int i = 0;
+	// Lanes of tokens past M read token M - 1's activations: their columns of the MMA are never
+	// stored, and no predicate or zeroing is needed for them.
+	const uint32_t xrow = xs + (uint32_t)min(g, a.M - 1) * a.x_row_bytes + 32 * t;
+	// the ring position, stepped rather than divided out of a stage count (a division by the
+	// run-time ring size was a quarter of the loop's instructions)
+	int slot = 0;
+	uint32_t phase = 0;
+	// One stage's loads into registers; FULL (every stage but a short last one): no tile of the
+	// stage is past K, so no predicates (they and the zeroing they need were a fifth of the loop).
+	uint32_t w[2][BITS], sc[2], zp[2];
+	uint4 xv[2][1][2];
+	const auto load = [&](const stage_t &st, uint32_t base, auto full_stage) {
+		constexpr bool FULL = decltype(full_stage)::value;
+#pragma unroll
+		for (int u = 0; u < 2; u++) {
+			const int j = warp + kConsumers * u, kt = st.k0 + j;
+			const bool ok = FULL || j < st.nt;
+			if (ok) {
+				qtile_load_smem<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
+			} else {
+#pragma unroll
+				for (int b = 0; b < BITS; b++)
+					w[u][b] = 0;
+			}
+			const int grp = (FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift)) - st.g0;
+			const uint32_t go = base + codes_bytes<BITS>() + grp * 32 + 4 * g;
+			sc[u] = ok ? lds32(go) : 0u;
+			zp[u] = !SYM && ok ? lds32(go + a.group_bytes) : 0u;
+			if (ok) {
+				xv[u][0][0] = lds128(xrow + kt * 128), xv[u][0][1] = lds128(xrow + kt * 128 + 16);
+			} else {
+				xv[u][0][0] = xv[u][0][1] = make_uint4(0, 0, 0, 0);
+			}
+		}
+	};
 	for (int r = r0; r < r1; r++) {
 		float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-		for (int s = 0; s < per_rt; s++, i++) {
-			const int slot = i % a.stages;
+		for (int s = 0; s < per_rt; s++) {
 			const stage_t st = stage_at(a, r, s);
 			const uint32_t base = ring + slot * slot_bytes;
-			mbar_wait(full + 8 * slot, (i / a.stages) & 1);
-			uint32_t w[2][BITS], sc[2], zp[2];
-			uint4 xv[2][1][2];
-#pragma unroll
-			for (int u = 0; u < 2; u++) {
-				const int j = warp + kConsumers * u, kt = st.k0 + j;
-				const bool ok = j < st.nt;
-				if (ok) {
-					qtile_load_smem<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
-				} else {
-#pragma unroll
-					for (int b = 0; b < BITS; b++)
-						w[u][b] = 0;
-				}
-				const int grp = (FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift)) - st.g0;
-				const uint32_t go = codes_bytes<BITS>() + grp * 32 + 4 * g;
-				sc[u] = ok ? lds32(base + go) : 0u;
-				zp[u] = !SYM && ok ? lds32(base + go + a.group_bytes) : 0u;
-				if (ok && g < a.M) {
-					const uint32_t xa = xs + g * a.x_row_bytes + kt * 128 + 32 * t;
-					xv[u][0][0] = lds128(xa), xv[u][0][1] = lds128(xa + 16);
-				} else {
-					xv[u][0][0] = xv[u][0][1] = make_uint4(0, 0, 0, 0);
-				}
-			}
+			mbar_wait(full + 8 * slot, phase);
+			if (st.nt == kStageTiles)
+				load(st, base, std::true_type());
+			else
+				load(st, base, std::false_type());
 			__syncwarp();
 			if (lane == 0) // the slot's data is in registers: the producer may refill it
 				mbar_arrive(empty + 8 * slot);
+			if (++slot == a.stages)
+				slot = 0, phase ^= 1;
 #pragma unroll
 			for (int u = 0; u < 2; u++)
 				qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);
@@ -526,8 +546,12 @@ struct ring_plan {
 // 13.4, 14.8. Never after a CTA has ended: the next launch could then put two CTAs on its SM (at 0-2
 // stages 14336x4096 took 17-18 us). Long launches keep their deeper rings: at 8192x28672, paired
 // and let go at 4 stages, 42.3-44.9 us and 51 at 2 tokens, against 41.9-42.8 unpaired.
+// Six stages (H200) since the consumers' loop lost its division and predicates: their stages go
+// faster, and 4 stages before the end came too late at 14336x4096 (batch 1, us, let go at 4 -> 6
+// stages: 14336x4096 14.5 -> 10.2, 4096x14336 10.0 -> 10.5, 8192x8192 11.2 -> 11.2; at the start:
+// 10.3, 10.5, 11.6; at 8: 11.2, 11.2, 12.2).
 constexpr int kPairMaxStages = 32;
-constexpr int kTriggerStages = 4;
+constexpr int kTriggerStages = 6;
 
 ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 {
