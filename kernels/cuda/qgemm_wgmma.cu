@@ -116,43 +116,63 @@ __device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring,
 	}
 }
 
-// This warp's A fragments of one k tile: (q - z) x scale for its row tile, k16 steps 0..3.
-template <typename T, int BITS, bool SYM, int BN>
-__device__ __forceinline__ void dequant(const uint8_t *st, int lt, int gpt, int gl, uint32_t (&A)[4][4])
+// A row tile's stage as this lane reads it from shared memory: its code words, its scale pair
+// and (asymmetric) its zero-point pair.
+template <int BITS> struct qraw {
+	uint32_t w[BITS], s, z;
+};
+
+template <int BITS, bool SYM, int BN>
+__device__ __forceinline__ void load_raw(const uint8_t *st, int lt, int gpt, int gl, qraw<BITS> &r)
 {
 	constexpr int TB = qtile_bytes(BITS);
 	const int lane = threadIdx.x & 31, g = lane >> 2;
 	const uint32_t *ss = reinterpret_cast<const uint32_t *>(st + kRowTiles * TB + BN * 128);
-	uint32_t w[BITS];
-	qtile_load_shared<BITS>(st + lt * TB, lane, w);
+	qtile_load_shared<BITS>(st + lt * TB, lane, r.w);
+	r.s = ss[(lt * gpt + gl) * 8 + g];
+	r.z = SYM ? 0u : ss[kScaleBlock / 4 + (lt * gpt + gl) * 8 + g];
+}
+
+// This warp's A fragments of one k tile: (q - z) x scale for its row tile, k16 steps 0..3.
+template <typename T, int BITS, bool SYM>
+__device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4])
+{
 	uint32_t s0, s1;
-	qscale_t2<T>(ss[(lt * gpt + gl) * 8 + g], s0, s1);
+	qscale_t2<T>(r.s, s0, s1);
 	qzero z0, z1;
 	if (SYM) {
 		z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
 	} else {
-		const uint32_t zp = ss[kScaleBlock / 4 + (lt * gpt + gl) * 8 + g];
-		z0 = qzero_make<T, BITS>(zp & 0xffffu);
-		z1 = qzero_make<T, BITS>(zp >> 16);
+		z0 = qzero_make<T, BITS>(r.z & 0xffffu);
+		z1 = qzero_make<T, BITS>(r.z >> 16);
 	}
 	static_for<0, 4>([&](auto step) {
 		constexpr int s = decltype(step)::value;
-		qfragment<T, BITS, s>(w, z0, z1, A[s]);
+		qfragment<T, BITS, s>(r.w, z0, z1, A[s]);
 		A[s][0] = t2_mul<T>(A[s][0], s0), A[s][1] = t2_mul<T>(A[s][1], s1);
 		A[s][2] = t2_mul<T>(A[s][2], s0), A[s][3] = t2_mul<T>(A[s][3], s1);
 	});
 }
 
-// The tile's four k16 steps, issued asynchronously as one wgmma group.
-template <typename T, int BITS, int BN>
-__device__ __forceinline__ void mma_tile(const uint8_t *st, const uint32_t (&A)[4][4], float (&acc)[BN / 2])
+// The low word of the descriptor of a slot's activations (wgmma_desc): only its address field
+// changes from slot to slot and step to step, and never carries (shared memory is below 256 KB),
+// so a stage's four descriptors are one add each. Built from scratch per MMA, they were ~24
+// instructions a row tile and stage, a quarter of the consumer loop (SASS).
+template <int BITS, int BN> __device__ __forceinline__ uint32_t xdesc_lo(const uint8_t *st)
 {
-	constexpr uint32_t k_step = (BN / 8) * 128, n_step = 128; // bytes between core matrices along K, N (qgemm_layout.cuh)
-	const uint32_t xs = smem_u32(st + kRowTiles * qtile_bytes(BITS));
+	constexpr uint32_t k_step = (BN / 8) * 128; // bytes between core matrices along K (qgemm_layout.cuh)
+	return (uint32_t)wgmma_desc(smem_u32(st + kRowTiles * qtile_bytes(BITS)), k_step, 0);
+}
+
+// The tile's four k16 steps, issued asynchronously as one wgmma group; dlo from xdesc_lo.
+template <typename T, int BN>
+__device__ __forceinline__ void mma_tile(uint32_t dlo, const uint32_t (&A)[4][4], float (&acc)[BN / 2])
+{
+	constexpr uint32_t k_step = (BN / 8) * 128, n_step = 128; // qgemm_layout.cuh
 	wgmma_fence();
 #pragma unroll
 	for (int s = 0; s < 4; s++)
-		wgmma_rs<T, BN>::run(acc, A[s], wgmma_desc(xs + 2 * s * k_step, k_step, n_step));
+		wgmma_rs<T, BN>::run(acc, A[s], (uint64_t)(n_step >> 4) << 32 | (dlo + 2 * s * (k_step >> 4)));
 	wgmma_commit();
 }
 
@@ -181,23 +201,37 @@ __device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint
 #pragma unroll
 		for (int i = 0; i < BN / 2; i++)
 			asm volatile("" : "+f"(acc[h][i])::"memory");
+	// slot: the ring slot of the loop's first half, its descriptor d0 + slot * (SB >> 4); next,
+	// the second half's, stepped rather than divided, with the parity of its fill
+	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
+	int slot = 0;
+	uint32_t parity = 0;
+	// both row tiles' words are read as soon as their stage has landed, so the second one's
+	// shared-memory latency is behind the first one's dequantization and MMA
+	qraw<BITS> R0, R1;
 	mbar_wait(full, 0);
-	dequant<T, BITS, SYM, BN>(ring, warp, gpt, gl, A0);
-	mma_tile<T, BITS, BN>(ring, A0, acc[0]);
+	load_raw<BITS, SYM, BN>(ring, warp, gpt, gl, R0);
+	load_raw<BITS, SYM, BN>(ring, kConsumers + warp, gpt, gl, R1);
+	dequant<T, BITS, SYM>(R0, A0);
+	mma_tile<T, BN>(d0, A0, acc[0]);
 	for (int it = 0; it + 1 < nk; it++) {
-		const uint8_t *st = ring + (it % NS) * SB, *nx = ring + ((it + 1) % NS) * SB;
-		dequant<T, BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, A1);
-		mma_tile<T, BITS, BN>(st, A1, acc[1]);
+		const int next = slot + 1 == NS ? 0 : slot + 1;
+		parity ^= next == 0;
+		const uint8_t *nx = ring + next * SB;
+		dequant<T, BITS, SYM>(R1, A1);
+		mma_tile<T, BN>(d0 + slot * (SB >> 4), A1, acc[1]);
 		wgmma_wait<1>(); // this stage's first MMA: A0 free
-		mbar_wait(full + 8 * ((it + 1) % NS), ((it + 1) / NS) & 1);
-		dequant<T, BITS, SYM, BN>(nx, warp, gpt, gl, A0);
-		mma_tile<T, BITS, BN>(nx, A0, acc[0]);
+		mbar_wait(full + 8 * next, parity);
+		load_raw<BITS, SYM, BN>(nx, warp, gpt, gl, R0);
+		load_raw<BITS, SYM, BN>(nx, kConsumers + warp, gpt, gl, R1);
+		dequant<T, BITS, SYM>(R0, A0);
+		mma_tile<T, BN>(d0 + next * (SB >> 4), A0, acc[0]);
 		wgmma_wait<1>(); // this stage's second MMA: A1 and the slot free
-		release(empty, it % NS);
+		release(empty, slot);
+		slot = next;
 	}
-	const uint8_t *st = ring + ((nk - 1) % NS) * SB;
-	dequant<T, BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, A1);
-	mma_tile<T, BITS, BN>(st, A1, acc[1]);
+	dequant<T, BITS, SYM>(R1, A1);
+	mma_tile<T, BN>(d0 + slot * (SB >> 4), A1, acc[1]);
 	wgmma_wait<0>();
 }
 
@@ -259,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 		o.y = a.y, o.M = a.M, o.N = a.N, o.m0 = m0, o.row0 = rt0 * 16;
 		cluster_sync(); // both ranks' sums are staged
 		store_half_cluster<T, BN, kCS, kConsumers * 32>(smem_u32(cs), split, o);
-		cluster_sync(); // no rank leaves while another still reads its sums
+		cluster_sync_relaxed(); // no rank leaves while another still reads its sums
 		return;
 	}
 	for (int h = 0; h < 2; h++) {
