@@ -41,7 +41,9 @@ namespace {
 constexpr int kRowTiles = kGemmRowTiles; // 256 rows per CTA
 constexpr int kConsumers = 8;     // warps 4-11: two warpgroups, consumer warp w owns row tiles w and 8 + w
 constexpr int kThreads = (kConsumers + 4) * 32; // + the producer warpgroup (one thread copies)
-constexpr int kProducerRegs = 40, kConsumerRegs = 232; // 128 x 40 + 256 x 232 <= 64K
+// setmaxnreg only moves registers within the CTA's allocation at launch (ptxas's count, 168, x 384
+// threads), and an increase beyond it waits forever: 128 x 40 + 256 x 232 <= 384 x 168.
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
 constexpr int kScaleBlock = 2048; // bytes of one k tile's scales (or zeros): 16 row tiles x <= 4 groups x 8 pairs
 constexpr int kCS = 128 + 4;      // floats per token row of a 128-row half's output staging
 constexpr int kMaxStages = 8;
