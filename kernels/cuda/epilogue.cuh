@@ -6,7 +6,7 @@
 // in mma C-fragment order (WM = 2: 4 x 2 warps, 2 row tiles and BM / 2 tokens each), or from
 // float sums already in shared memory. Without split-K the tile is staged through shared memory and stored
 // with 16-byte writes along the output rows; with split-K the float partial
-// goes to the workspace, and splitk_reduce adds the partials in split order
+// goes to the workspace, and splitk_reduce (splitk.cuh) adds the partials in split order
 // afterwards, or the CTAs of a cluster add each other's sums (store_half_cluster): results
 // never depend on timing.
 // Deliberately not here: scaling (the caller folds scales into acc first).
@@ -37,11 +37,6 @@ struct tile_out {
 	float *ws;     // splits > 1: [tile][split][BM][128]
 	int tile;      // token block x 128-row tiles of a row + 128-row tile
 };
-
-// Adds the partials of a split-K GEMM, ws [tile][split][bm][128] floats (tile: token block x
-// tiles_a_row + 128-row tile), in split order into y [M][N] (dt), as a dependent launch (pdl.cuh).
-shrink_status splitk_reduce(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const float *ws, int M, int N, int bm,
-			    int splits, int64_t tiles_a_row, void *y);
 
 // f(row, token, value) for each of this thread's accumulators (the warp layout above).
 template <int BM, int WM, typename F>

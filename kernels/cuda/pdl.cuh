@@ -22,6 +22,15 @@
 
 #include <cuda_runtime.h>
 
+// The launch attribute of clusters of z CTAs along the grid's z.
+inline cudaLaunchAttribute cluster_z_attribute(unsigned z)
+{
+	cudaLaunchAttribute attr;
+	attr.id = cudaLaunchAttributeClusterDimension;
+	attr.val.clusterDim.x = 1, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = z;
+	return attr;
+}
+
 // cluster: CTAs a cluster along z (1: no clusters; grid.z a multiple of it).
 template <typename... P, typename... A>
 cudaError_t launch_dependent_clusters(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
@@ -32,8 +41,7 @@ cudaError_t launch_dependent_clusters(void (*k)(P...), dim3 grid, dim3 block, si
 	cudaLaunchAttribute attr[2];
 	attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 	attr[0].val.programmaticStreamSerializationAllowed = 1;
-	attr[1].id = cudaLaunchAttributeClusterDimension;
-	attr[1].val.clusterDim.x = 1, attr[1].val.clusterDim.y = 1, attr[1].val.clusterDim.z = cluster;
+	attr[1] = cluster_z_attribute(cluster);
 	cfg.attrs = attr, cfg.numAttrs = cluster > 1 ? 2 : 1;
 	return cudaLaunchKernelEx(&cfg, k, static_cast<A &&>(args)...);
 }

@@ -20,11 +20,11 @@
 
 #include <cudaTypedefs.h>
 
-#include "epilogue.cuh"
 #include "pdl.cuh"
 #include "qgemm_layout.cuh"
 #include "qkernels.cuh"
 #include "qlayout.cuh"
+#include "splitk.cuh"
 
 namespace {
 

@@ -349,9 +349,7 @@ int qgemm_cluster_ctas(int ranks)
 	}
 	cudaLaunchConfig_t cfg = {};
 	cfg.gridDim = dim3(1, 1, (unsigned)ranks), cfg.blockDim = dim3(kThreads), cfg.dynamicSmemBytes = smem;
-	cudaLaunchAttribute attr;
-	attr.id = cudaLaunchAttributeClusterDimension;
-	attr.val.clusterDim.x = 1, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = (unsigned)ranks;
+	cudaLaunchAttribute attr = cluster_z_attribute((unsigned)ranks);
 	cfg.attrs = &attr, cfg.numAttrs = 1;
 	int n = 0;
 	if (cudaOccupancyMaxActiveClusters(&n, k, &cfg) != cudaSuccess) {

@@ -5,8 +5,8 @@
 // against 24.1), and a last CTA that adds them while the others still run lost too
 // (tests/bench/bench_cuda.md, 2026-11-28).
 // Deliberately not here: the GEMMs and their plans.
-#include "epilogue.cuh"
 #include "pdl.cuh"
+#include "splitk.cuh"
 
 namespace {
 

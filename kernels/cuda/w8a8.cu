@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "epilogue.cuh"
+#include "splitk.cuh"
 
 namespace {
 
