@@ -219,6 +219,20 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
 		     "r"(parity)
 		     : "memory");
 }
+// A position in a ring of mbarrier-guarded slots: the slot and the parity of the fill it holds,
+// stepped rather than divided out of the stage index (a division by a run-time ring size was a
+// quarter of the TMA GEMV's loop; a modulo and a divide by the GEMM's constant one, several
+// instructions a stage).
+struct ring_pos {
+	int slot = 0;
+	uint32_t parity = 0;
+	__device__ __forceinline__ void step(int slots)
+	{
+		if (++slot == slots)
+			slot = 0, parity ^= 1;
+	}
+};
+
 // bytes (a multiple of 16, both addresses 16-byte aligned) global -> shared, completing on bar.
 __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar)
 {

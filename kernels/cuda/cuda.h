@@ -95,6 +95,19 @@ shrink_status shrink_cuda_qlinear(shrink_cuda_ctx *ctx, const shrink_cuda_qweigh
 /* The same with the path and the split-K factor forced (split_k 0: chosen), for tests and benchmarks. */
 shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, shrink_cuda_dtype dt,
 				       const void *x, int64_t n_tok, void *y, shrink_cuda_qpath path, int split_k);
+/* What shrink_cuda_qlinear_path runs for n_tok tokens on ctx's device and workspace: the path
+ * (AUTO resolved to the kernel it takes), the split-K factor, the GEMM's tokens a CTA, and whether
+ * the GEMM's two splits add their sums in a cluster of two CTAs (else through float partials and
+ * a reduction). For tests and benchmarks; the activations are taken to be 16-byte aligned. */
+typedef struct {
+	shrink_cuda_qpath path;
+	int splits;
+	int block_tokens; /* the GEMM's; 0 on the other paths */
+	bool cluster;
+	size_t workspace_bytes; /* of ctx's workspace that the call uses */
+} shrink_cuda_qplan;
+shrink_status shrink_cuda_qlinear_plan(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int64_t n_tok,
+				       shrink_cuda_qpath path, int split_k, shrink_cuda_qplan *out);
 /* Workspace bytes that let shrink_cuda_qlinear use its best path on ctx's device for up to max_tok
  * tokens (allow_cublas: include the dequantized copy that the cuBLAS path needs). */
 size_t shrink_cuda_qlinear_workspace(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int64_t max_tok,

@@ -11,7 +11,9 @@
 //   the descriptor's core matrices (qgemm_layout.cuh); "full" mbarriers count the bytes in,
 //   "empty" ones the consumer warps out;
 // - two consumer warpgroups (warps 4-11): consumer warp w owns row tiles w and 8 + w, one 64-row
-//   MMA of its warpgroup each; it dequantizes one row tile while the other's MMA runs.
+//   MMA of its warpgroup each; it dequantizes one row tile while the other's MMA runs. At 16
+//   tokens a block, with groups of 64 columns or more, the weights enter the MMA unscaled and
+//   the scales multiply each tile's f32 sums instead (consume_fold).
 // Why 256 rows: every CTA reads all of its tokens' activations, BN x 128 bytes a k tile, against
 // 32 bytes a row of 4-bit weights: at 128 rows and 128 tokens that was four times the weights'
 // bytes, and the GEMM before this one moved ~3.3 TB/s from L2 into the SMs (H100) and stayed
@@ -135,12 +137,17 @@ __device__ __forceinline__ void load_raw(const uint8_t *st, int lt, int gpt, int
 	r.z = SYM ? 0u : ss[kScaleBlock / 4 + (lt * gpt + gl) * 8 + g];
 }
 
-// This warp's A fragments of one k tile: (q - z) x scale for its row tile, k16 steps 0..3.
-template <typename T, int BITS, bool SYM>
-__device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4])
+// This warp's A fragments of one k tile, k16 steps 0..3: (q - z) x scale for its row tile, or
+// with FOLD (groups of >= 64 columns: one scale a row and tile) the exact q - z, and the two
+// rows' scales in f (row g, row g + 8) for fold() to apply to the tile's f32 sums.
+template <typename T, int BITS, bool SYM, bool FOLD>
+__device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4], float2 &f)
 {
-	uint32_t s0, s1;
-	qscale_t2<T>(r.s, s0, s1);
+	uint32_t s0 = 0, s1 = 0;
+	if (FOLD)
+		f = __half22float2(from_u32<__half2>(r.s));
+	else
+		qscale_t2<T>(r.s, s0, s1);
 	qzero z0, z1;
 	if (SYM) {
 		z0 = z1 = qzero_make<T, BITS>(1 << (BITS - 1));
@@ -151,9 +158,20 @@ __device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4]
 	static_for<0, 4>([&](auto step) {
 		constexpr int s = decltype(step)::value;
 		qfragment<T, BITS, s>(r.w, z0, z1, A[s]);
-		A[s][0] = t2_mul<T>(A[s][0], s0), A[s][1] = t2_mul<T>(A[s][1], s1);
-		A[s][2] = t2_mul<T>(A[s][2], s0), A[s][3] = t2_mul<T>(A[s][3], s1);
+		if (!FOLD) {
+			A[s][0] = t2_mul<T>(A[s][0], s0), A[s][1] = t2_mul<T>(A[s][1], s1);
+			A[s][2] = t2_mul<T>(A[s][2], s0), A[s][3] = t2_mul<T>(A[s][3], s1);
+		}
 	});
+}
+
+// acc += the tile's sums (tile, its MMA done) x its rows' scales: registers 4 j + c hold row
+// g + 8 (c >> 1) (wgmma.cuh).
+template <int BN> __device__ __forceinline__ void fold(const float (&tile)[BN / 2], float2 f, float (&acc)[BN / 2])
+{
+#pragma unroll
+	for (int i = 0; i < BN / 2; i++)
+		acc[i] = fmaf((i & 2) ? f.y : f.x, tile[i], acc[i]);
 }
 
 // The low word of the descriptor of a slot's activations (wgmma_desc): only its address field
@@ -163,18 +181,20 @@ __device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4]
 template <int BITS, int BN> __device__ __forceinline__ uint32_t xdesc_lo(const uint8_t *st)
 {
 	constexpr uint32_t k_step = (BN / 8) * 128; // bytes between core matrices along K (qgemm_layout.cuh)
-	return (uint32_t)wgmma_desc(smem_u32(st + kRowTiles * qtile_bytes(BITS)), k_step, 0);
+	return wgmma_desc_lo(smem_u32(st + kRowTiles * qtile_bytes(BITS)), k_step);
 }
 
-// The tile's four k16 steps, issued asynchronously as one wgmma group; dlo from xdesc_lo.
-template <typename T, int BN>
+// The tile's four k16 steps, issued asynchronously as one wgmma group; dlo from xdesc_lo. FOLD:
+// the first step overwrites acc (the tile's own sums), else all add to it.
+template <typename T, int BN, bool FOLD>
 __device__ __forceinline__ void mma_tile(uint32_t dlo, const uint32_t (&A)[4][4], float (&acc)[BN / 2])
 {
 	constexpr uint32_t k_step = (BN / 8) * 128, n_step = 128; // qgemm_layout.cuh
 	wgmma_fence();
 #pragma unroll
 	for (int s = 0; s < 4; s++)
-		wgmma_rs<T, BN>::run(acc, A[s], (uint64_t)(n_step >> 4) << 32 | (dlo + 2 * s * (k_step >> 4)));
+		wgmma_rs<T, BN>::run(acc, A[s], wgmma_desc(dlo + 2 * s * (k_step >> 4), wgmma_desc_hi(n_step)),
+				     FOLD && s == 0 ? 0 : 1);
 	wgmma_commit();
 }
 
@@ -196,6 +216,7 @@ __device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint
 {
 	constexpr int SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
 	uint32_t A0[4][4], A1[4][4];
+	float2 f;
 	// both accumulators in registers before the first MMA (left to itself, the compiler zeroes the
 	// second one while the first MMA runs, and ptxas then waits for that MMA)
 #pragma unroll
@@ -203,41 +224,87 @@ __device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint
 #pragma unroll
 		for (int i = 0; i < BN / 2; i++)
 			asm volatile("" : "+f"(acc[h][i])::"memory");
-	// slot: the ring slot of the loop's first half, its descriptor d0 + slot * (SB >> 4); next,
-	// the second half's, stepped rather than divided, with the parity of its fill
+	// cur: the slot of the loop's first half, its descriptor d0 + slot * (SB >> 4); nx, the next
 	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
-	int slot = 0;
-	uint32_t parity = 0;
+	ring_pos cur;
 	// both row tiles' words are read as soon as their stage has landed, so the second one's
 	// shared-memory latency is behind the first one's dequantization and MMA
 	qraw<BITS> R0, R1;
 	mbar_wait(full, 0);
 	load_raw<BITS, SYM, BN>(ring, warp, gpt, gl, R0);
 	load_raw<BITS, SYM, BN>(ring, kConsumers + warp, gpt, gl, R1);
-	dequant<T, BITS, SYM>(R0, A0);
-	mma_tile<T, BN>(d0, A0, acc[0]);
+	dequant<T, BITS, SYM, false>(R0, A0, f);
+	mma_tile<T, BN, false>(d0, A0, acc[0]);
 	for (int it = 0; it + 1 < nk; it++) {
-		const int next = slot + 1 == NS ? 0 : slot + 1;
-		parity ^= next == 0;
-		const uint8_t *nx = ring + next * SB;
-		dequant<T, BITS, SYM>(R1, A1);
-		mma_tile<T, BN>(d0 + slot * (SB >> 4), A1, acc[1]);
+		ring_pos nx = cur;
+		nx.step(NS);
+		const uint8_t *st = ring + nx.slot * SB;
+		dequant<T, BITS, SYM, false>(R1, A1, f);
+		mma_tile<T, BN, false>(d0 + cur.slot * (SB >> 4), A1, acc[1]);
 		wgmma_wait<1>(); // this stage's first MMA: A0 free
-		mbar_wait(full + 8 * next, parity);
-		load_raw<BITS, SYM, BN>(nx, warp, gpt, gl, R0);
-		load_raw<BITS, SYM, BN>(nx, kConsumers + warp, gpt, gl, R1);
-		dequant<T, BITS, SYM>(R0, A0);
-		mma_tile<T, BN>(d0 + next * (SB >> 4), A0, acc[0]);
+		mbar_wait(full + 8 * nx.slot, nx.parity);
+		load_raw<BITS, SYM, BN>(st, warp, gpt, gl, R0);
+		load_raw<BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, R1);
+		dequant<T, BITS, SYM, false>(R0, A0, f);
+		mma_tile<T, BN, false>(d0 + nx.slot * (SB >> 4), A0, acc[0]);
 		wgmma_wait<1>(); // this stage's second MMA: A1 and the slot free
-		release(empty, slot);
-		slot = next;
+		release(empty, cur.slot);
+		cur = nx;
 	}
-	dequant<T, BITS, SYM>(R1, A1);
-	mma_tile<T, BN>(d0 + slot * (SB >> 4), A1, acc[1]);
+	dequant<T, BITS, SYM, false>(R1, A1, f);
+	mma_tile<T, BN, false>(d0 + cur.slot * (SB >> 4), A1, acc[1]);
 	wgmma_wait<0>();
 }
 
+// With the scales folded (groups of >= 64 columns: one scale a row and k tile): a stage's two
+// MMAs sum their tiles, unscaled, into part, and fold() scales the sums into acc once both are
+// done; the next stage's words are read while the MMAs run. Waiting for each MMA apart, as
+// consume does, lost: ptxas serializes every MMA of a loop that reads an accumulator while
+// another MMA may be pending (its warning C7514), and that took 4096x14336 at 16 tokens from
+// 14.5 to 18.2 us (H200).
 template <typename T, int BITS, bool SYM, int BN>
+__device__ __forceinline__ void consume_fold(const uint8_t *ring, uint32_t full, uint32_t empty, int nk, int warp,
+					     float (&acc)[2][BN / 2])
+{
+	constexpr int SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
+	uint32_t A0[4][4], A1[4][4];
+	float part[2][BN / 2];
+	float2 f0, f1;
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++) {
+			part[h][i] = 0.0f;
+			asm volatile("" : "+f"(part[h][i])::"memory");
+		}
+	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
+	ring_pos cur;
+	qraw<BITS> R0, R1;
+	mbar_wait(full, 0);
+	load_raw<BITS, SYM, BN>(ring, warp, 1, 0, R0);
+	load_raw<BITS, SYM, BN>(ring, kConsumers + warp, 1, 0, R1);
+	for (int it = 0; it < nk; it++) {
+		ring_pos nx = cur;
+		nx.step(NS);
+		dequant<T, BITS, SYM, true>(R0, A0, f0);
+		mma_tile<T, BN, true>(d0 + cur.slot * (SB >> 4), A0, part[0]);
+		dequant<T, BITS, SYM, true>(R1, A1, f1);
+		mma_tile<T, BN, true>(d0 + cur.slot * (SB >> 4), A1, part[1]);
+		if (it + 1 < nk) {
+			const uint8_t *st = ring + nx.slot * SB;
+			mbar_wait(full + 8 * nx.slot, nx.parity);
+			load_raw<BITS, SYM, BN>(st, warp, 1, 0, R0);
+			load_raw<BITS, SYM, BN>(st, kConsumers + warp, 1, 0, R1);
+		}
+		wgmma_wait<0>();
+		release(empty, cur.slot);
+		fold<BN>(part[0], f0, acc[0]);
+		fold<BN>(part[1], f1, acc[1]);
+		cur = nx;
+	}
+}
+
+template <typename T, int BITS, bool SYM, bool FOLD, int BN>
 __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_args a, const __grid_constant__ qgemm_maps m)
 {
 	constexpr int NS = stages<BITS, BN>();
@@ -274,7 +341,10 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 #pragma unroll
 		for (int i = 0; i < BN / 2; i++)
 			acc[h][i] = 0.0f;
-	consume<T, BITS, SYM, BN>(smem, full, empty, nk, cw, a.gpt, a.gshift < 6 ? (16 * t) >> a.gshift : 0, acc);
+	if (FOLD)
+		consume_fold<T, BITS, SYM, BN>(smem, full, empty, nk, cw, acc);
+	else
+		consume<T, BITS, SYM, BN>(smem, full, empty, nk, cw, a.gpt, a.gshift < 6 ? (16 * t) >> a.gshift : 0, acc);
 	// every MMA done (named barrier 1: the consumers only): the ring becomes the output staging,
 	// [half][BN][kCS] floats
 	epi_threads<kConsumers * 32>::sync();
@@ -313,15 +383,31 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_wgmma_kernel(const qgemm_ar
 	}
 }
 
+template <typename T, int BITS, bool SYM, bool FOLD, int BN>
+cudaError_t launch_kernel(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStream_t s)
+{
+	constexpr int smem = smem_bytes<BITS, BN>();
+	const cudaError_t e = allow_smem<qgemm_wgmma_kernel<T, BITS, SYM, FOLD, BN>>(smem);
+	if (e != cudaSuccess)
+		return e;
+	return launch_dependent_clusters(qgemm_wgmma_kernel<T, BITS, SYM, FOLD, BN>, grid, dim3(kThreads), smem, s,
+					 a.cluster ? 2u : 1u, a, m);
+}
+
+// The scales fold into the f32 sums (consume_fold) at 16 tokens a block where a group spans the k
+// tile: the 16 half multiplies of a tile's dequantization become 8 FMAs on its sums, and bf16
+// needs no conversion of the scales (H200, bench_cuda --linear --batches 16, us, f16: 4096x14336
+// 14.5 -> 13.9-14.1, 8192x8192 16.3 -> 15.9, 8192x28672 43.0-44.5 -> 41.3-42.5; bf16: 15.3-15.6
+// -> 14.2-14.4, 17.1 -> 16.0, 45.6-46.0 -> 42.4-42.6). From 32 tokens the sums are as many as the
+// multiplies, and nothing is saved.
+constexpr int kFoldMaxBn = 16;
+
 template <typename T, int BITS, bool SYM, int BN>
 cudaError_t launch(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cudaStream_t s)
 {
-	constexpr int smem = smem_bytes<BITS, BN>();
-	const cudaError_t e = allow_smem<qgemm_wgmma_kernel<T, BITS, SYM, BN>>(smem);
-	if (e != cudaSuccess)
-		return e;
-	return launch_dependent_clusters(qgemm_wgmma_kernel<T, BITS, SYM, BN>, grid, dim3(kThreads), smem, s,
-					 a.cluster ? 2u : 1u, a, m);
+	if (a.gshift >= 6)
+		return launch_kernel<T, BITS, SYM, BN <= kFoldMaxBn, BN>(a, m, grid, s);
+	return launch_kernel<T, BITS, SYM, false, BN>(a, m, grid, s);
 }
 
 template <typename T, int BN>
@@ -341,7 +427,7 @@ cudaError_t launch_bits(const qgemm_args &a, const qgemm_maps &m, dim3 grid, cud
 
 int qgemm_cluster_ctas(int ranks)
 {
-	constexpr auto k = qgemm_wgmma_kernel<__half, 4, true, 64>; // one CTA an SM, as every instance
+	constexpr auto k = qgemm_wgmma_kernel<__half, 4, true, false, 64>; // one CTA an SM, as every instance
 	constexpr int smem = smem_bytes<4, 64>();
 	if (allow_smem<k>(smem) != cudaSuccess) {
 		(void)cudaGetLastError();

@@ -305,10 +305,7 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 	// Lanes of tokens past M read token M - 1's activations: their columns of the MMA are never
 	// stored, and no predicate or zeroing is needed for them.
 	const uint32_t xrow = xs + (uint32_t)min(g, a.M - 1) * a.x_row_bytes + 32 * t;
-	// the ring position, stepped rather than divided out of a stage count (a division by the
-	// run-time ring size was a quarter of the loop's instructions)
-	int slot = 0;
-	uint32_t phase = 0;
+	ring_pos pos;
 	// One stage's loads into registers; FULL (every stage but a short last one): no tile of the
 	// stage is past K, so no predicates (they and the zeroing they need were a fifth of the loop).
 	uint32_t w[2][BITS], sc[2], zp[2];
@@ -341,17 +338,16 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 		float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
 		for (int s = 0; s < per_rt; s++) {
 			const stage_t st = stage_at(a, r, s);
-			const uint32_t base = ring + slot * slot_bytes;
-			mbar_wait(full + 8 * slot, phase);
+			const uint32_t base = ring + pos.slot * slot_bytes;
+			mbar_wait(full + 8 * pos.slot, pos.parity);
 			if (st.nt == kStageTiles)
 				load(st, base, std::true_type());
 			else
 				load(st, base, std::false_type());
 			__syncwarp();
 			if (lane == 0) // the slot's data is in registers: the producer may refill it
-				mbar_arrive(empty + 8 * slot);
-			if (++slot == a.stages)
-				slot = 0, phase ^= 1;
+				mbar_arrive(empty + 8 * pos.slot);
+			pos.step(a.stages);
 #pragma unroll
 			for (int u = 0; u < 2; u++)
 				qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);

@@ -15,11 +15,8 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
-// gemv_wins: from 9 tokens the GEMM at this much weight or more; under kGemvOnlyBytes the GEMV to 32
-// tokens; between them the GEMM from kGemmFromTokens (rows >= columns) or kGemmFromTokensShort
-constexpr size_t kGemmAlwaysBytes = (size_t)64 << 20;
+// gemv_wins: under this much weight the GEMV to 32 tokens, from it the GEMM from 9 tokens
 constexpr size_t kGemvOnlyBytes = (size_t)16 << 20;
-constexpr int kGemmFromTokens = 13, kGemmFromTokensShort = 17;
 constexpr int kTmaMaxTokens = 4;
 constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
@@ -41,23 +38,17 @@ struct qplan {
 	size_t total() const { return align256(x_bytes) + align256(part_bytes) + align256(dense_bytes); }
 };
 
-// Whether AUTO takes the register GEMV at M tokens (else the GEMM). Measured on the H100
-// (bench_cuda --linear --batches 5,...,24, 4-bit g128, one call; tests/bench/bench_cuda.md): at
-// 8 tokens the GEMV is faster at all six bench shapes. From 9 tokens the GEMM wins at 117 MB
-// (8192x28672 at 12: 51.7 us against 55.1). At 30 MB the GEMV's time grows with the tokens and
-// the GEMM's does not (17.0-17.4 us from 8 to 16): the GEMM wins from 14 tokens where the rows are
-// no shorter than the columns (4096x14336 17.0 against 17.3, 8192x8192 18.0 against 18.9; at 12
-// the GEMV, 16.5 and 17.1 against 17.0 and 17.7), and from 17 where they are (14336x4096 at 16:
-// 16.4 against 17.1; at 20: 26.1 against 19.0). At 8 MB (4096x4096) the GEMV wins up to 32 tokens
-// (9.3 against 10.6).
+// Whether AUTO takes the register GEMV at M tokens (else the GEMM). At 8 tokens the GEMV is
+// faster at all six bench shapes (H100 and H200). From 9 tokens the GEMM wins from 30 MB of 4-bit
+// weights on the H200 (bench_cuda --linear --batches 9,...,16, us, GEMM against GEMV at 9 and 12
+// tokens: 4096x14336 13.7 and 14.0 against 16.4 and 17.3; 8192x8192 16.0 and 15.9 against 16.6
+// and 17.7; 14336x4096 15.1 and 15.2 against 15.1 and 16.0; 117 MB 40-42 against 49-58): the
+// GEMV's time grows with the tokens, the GEMM's (16 tokens a block) does not. On the H100, before
+// the GEMM's scales were folded, the GEMV won at 30 MB up to 12-16 tokens. At 8 MB (4096x4096) the
+// GEMV wins up to 32 tokens (H200 at 16: 5.7 against 9.0; H100 at 32: 9.3 against 10.6).
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
-	const size_t bytes = shrink_cuda_qweight_bytes(w);
-	if (M <= 8 || bytes < kGemvOnlyBytes)
-		return M <= kGemvMaxTokens;
-	if (bytes >= kGemmAlwaysBytes)
-		return false;
-	return M < (w->rows >= w->cols ? kGemmFromTokens : kGemmFromTokensShort);
+	return M <= 8 || (shrink_cuda_qweight_bytes(w) < kGemvOnlyBytes && M <= kGemvMaxTokens);
 }
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)
@@ -175,19 +166,14 @@ extern "C" size_t shrink_cuda_qlinear_workspace(const shrink_cuda_ctx *ctx, cons
 	return need;
 }
 
-extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,
-						  shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *y,
-						  shrink_cuda_qpath path, int split_k)
+namespace {
+
+// The plan a call of M tokens runs: AUTO resolved, falling back to what ctx's workspace holds, and
+// for AUTO the TMA GEMV where it wins (prefer_tma; the activations' alignment is checked by the
+// caller, so the workspace stands in for them).
+shrink_status plan_call(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, shrink_cuda_qpath path, int split_k,
+			qplan *out)
 {
-	if (dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16)
-		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: activations must be f16 or bf16");
-	if (n_tok < 0 || n_tok > (1 << 24) || !w || !w->qw || (n_tok > 0 && (!x || !y)))
-		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: bad arguments");
-	if (!aligned16(x) || !aligned16(y))
-		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: buffers must be 16-byte aligned");
-	if (n_tok == 0)
-		return SHRINK_OK;
-	const int M = (int)n_tok;
 	if ((path == SHRINK_CUDA_QPATH_GEMV || path == SHRINK_CUDA_QPATH_GEMV_REG) && M > 32)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: the GEMV path takes at most 32 tokens");
 	if (split_k < 0 || split_k > 64)
@@ -202,13 +188,60 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	if (p.total() > ctx->workspace_bytes)
 		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: workspace of %zu bytes, %zu needed",
 					ctx->workspace_bytes, p.total());
+	if (path == SHRINK_CUDA_QPATH_AUTO && p.path == SHRINK_CUDA_QPATH_GEMV_REG) {
+		qcall c;
+		memset(&c, 0, sizeof c);
+		c.w = w, c.M = M, c.x = ctx->workspace, c.ldx = p.x_bytes ? w->k_tiles * 64 : w->cols;
+		if (prefer_tma(ctx, &c, w->row_tiles))
+			p.path = SHRINK_CUDA_QPATH_GEMV_TMA, p.splits = 1;
+	}
+	*out = p;
+	return SHRINK_OK;
+}
+
+} // namespace
+
+extern "C" shrink_status shrink_cuda_qlinear_plan(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int64_t n_tok,
+						  shrink_cuda_qpath path, int split_k, shrink_cuda_qplan *out)
+{
+	if (n_tok < 1 || n_tok > (1 << 24) || !w || !w->qw || !out)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear_plan: bad arguments");
+	qplan p;
+	const shrink_status st = plan_call(ctx, w, (int)n_tok, path, split_k, &p);
+	if (st != SHRINK_OK)
+		return st;
+	out->path = p.path;
+	out->splits = p.splits;
+	out->block_tokens = p.path == SHRINK_CUDA_QPATH_GEMM ? p.gemm_bn : 0;
+	out->cluster = p.path == SHRINK_CUDA_QPATH_GEMM && p.gemm_cluster;
+	out->workspace_bytes = p.total();
+	return SHRINK_OK;
+}
+
+extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w,
+						  shrink_cuda_dtype dt, const void *x, int64_t n_tok, void *y,
+						  shrink_cuda_qpath path, int split_k)
+{
+	if (dt != SHRINK_CUDA_F16 && dt != SHRINK_CUDA_BF16)
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: activations must be f16 or bf16");
+	if (n_tok < 0 || n_tok > (1 << 24) || !w || !w->qw || (n_tok > 0 && (!x || !y)))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: bad arguments");
+	if (!aligned16(x) || !aligned16(y))
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: buffers must be 16-byte aligned");
+	if (n_tok == 0)
+		return SHRINK_OK;
+	const int M = (int)n_tok;
+	qplan p;
+	shrink_status st = plan_call(ctx, w, M, path, split_k, &p);
+	if (st != SHRINK_OK)
+		return st;
 	uint8_t *ws = static_cast<uint8_t *>(ctx->workspace);
 	void *xbuf = ws;
 	float *part = reinterpret_cast<float *>(ws + align256(p.x_bytes));
 	void *dense = ws + align256(p.x_bytes) + align256(p.part_bytes);
 
 	if (p.path == SHRINK_CUDA_QPATH_CUBLAS) {
-		shrink_status st = qdequant_launch(ctx, w, dt, dense);
+		st = qdequant_launch(ctx, w, dt, dense);
 		if (st != SHRINK_OK)
 			return st;
 		return gemm_cublas(ctx, dt, dense, w->rows, w->cols, x, M, y);
@@ -225,7 +258,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 		const int64_t Kp = w->k_tiles * 64;
 		pad_rows_kernel<<<(unsigned)ceil_div64(M * Kp, 256), 256, 0, ctx->stream>>>(
 			static_cast<const uint16_t *>(x), w->cols, Kp, M, static_cast<uint16_t *>(xbuf));
-		shrink_status st = shrink_cuda_launched(ctx, "qlinear pad");
+		st = shrink_cuda_launched(ctx, "qlinear pad");
 		if (st != SHRINK_OK)
 			return st;
 		c.x = xbuf, c.ldx = Kp;
@@ -239,8 +272,7 @@ extern "C" shrink_status shrink_cuda_qlinear_path(shrink_cuda_ctx *ctx, const sh
 	if (p.path == SHRINK_CUDA_QPATH_GEMV)
 		return qgemv_launch(ctx, &c, &p.gemv);
 	if (p.path == SHRINK_CUDA_QPATH_GEMV_REG)
-		return path == SHRINK_CUDA_QPATH_AUTO && prefer_tma(ctx, &c, w->row_tiles) ? qgemv_tma_launch(ctx, &c)
-											   : qgemv_reg_launch(ctx, &c, &p.gemv);
+		return qgemv_reg_launch(ctx, &c, &p.gemv);
 	return shrink_cuda_fail(ctx, SHRINK_EINTERNAL, "qlinear: unknown path %d", (int)p.path);
 }
 

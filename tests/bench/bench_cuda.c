@@ -319,16 +319,30 @@ static const struct {
 		  {"gemv-reg", SHRINK_CUDA_QPATH_GEMV_REG}, {"gemv-tma", SHRINK_CUDA_QPATH_GEMV_TMA},
 		  {"gemm", SHRINK_CUDA_QPATH_GEMM},         {"cublas", SHRINK_CUDA_QPATH_CUBLAS}};
 
-static const char *path_name(shrink_cuda_qpath p, int64_t M)
+static const char *path_name(shrink_cuda_qpath p)
 {
-	if (p == SHRINK_CUDA_QPATH_AUTO) /* as qlinear.cu chooses (the two GEMVs: see their rows) */
-		return M <= 8 ? "auto (gemv)" : M <= 32 ? "auto (gemv or gemm by size)" : M >= 1024 ? "auto (dequant+cublas)" : "auto (gemm)";
 	if (p == SHRINK_CUDA_QPATH_CUBLAS)
 		return "dequant+cublas";
 	for (size_t i = 0; i < sizeof path_names / sizeof path_names[0]; i++)
 		if (path_names[i].path == p)
 			return path_names[i].name;
 	return "?";
+}
+
+/* A row's path as the library plans it (shrink_cuda_qlinear_plan): auto's choice, and the GEMM's
+ * tokens a CTA and splits ("gemm b16 k2 pair": 16 tokens, two splits adding in a cluster). */
+static const char *path_label(const lin_case *c, int64_t M, shrink_cuda_qpath path)
+{
+	static char buf[80];
+	shrink_cuda_qplan p;
+	if (shrink_cuda_qlinear_plan(ctx, &c->q[0], M, path, force_split, &p) != SHRINK_OK)
+		return path_name(path);
+	int n = snprintf(buf, sizeof buf, "%s%s", path == SHRINK_CUDA_QPATH_AUTO ? "auto: " : "", path_name(p.path));
+	if (p.path == SHRINK_CUDA_QPATH_GEMM)
+		n += snprintf(buf + n, sizeof buf - n, " b%d", p.block_tokens);
+	if (p.splits > 1)
+		snprintf(buf + n, sizeof buf - n, " k%d%s", p.splits, p.cluster ? " pair" : "");
+	return buf;
 }
 
 static void bench_row(lin_case *c, int64_t M, shrink_cuda_qpath path, double cublas_us)
@@ -343,7 +357,7 @@ static void bench_row(lin_case *c, int64_t M, shrink_cuda_qpath path, double cub
 	const double qbytes = (double)shrink_cuda_qweight_bytes(&c->q[0]);
 	const double gbps = qbytes / (us * 1e-6) / 1e9;
 	printf("| %lldx%lld | %lld | %s | %.1f | %.1f | %.2fx | %.0f | %.0f%% | %.1f | %.1f |\n", (long long)c->K,
-	       (long long)c->N, (long long)M, path_name(path, M), us, cublas_us, cublas_us / us, gbps,
+	       (long long)c->N, (long long)M, path_label(c, M, path), us, cublas_us, cublas_us / us, gbps,
 	       100.0 * gbps / copy_gbps, flops / (us * 1e-6) / 1e12, flops / (cublas_us * 1e-6) / 1e12);
 	fflush(stdout);
 }
@@ -833,6 +847,7 @@ static void run_one(int64_t K, int64_t N, int64_t M, shrink_cuda_qpath path, int
 	setup_case(&c, K, N, bits, group, M, &rng);
 	c.M = M;
 	c.path = path;
+	printf("%lldx%lld, %lld tokens: %s\n", (long long)K, (long long)N, (long long)M, path_label(&c, M, path));
 	launch_q(&c, 0);
 	launch_q(&c, 1 % c.n_q);
 	CK(cudaStreamSynchronize(stream));

@@ -172,6 +172,37 @@ static void check_dequant(const ref_qmatrix *m, const shrink_cuda_qweight *w, in
 	free(out);
 }
 
+/* The plans of the calls above on the 17003 x 192 weight: which GEMM ran, and how its splits met
+ * (partials take workspace that a cluster does not). */
+static void check_plans(const shrink_cuda_qweight *w)
+{
+	static const struct {
+		int64_t M;
+		shrink_cuda_qpath path;
+		int split, splits, block_tokens;
+		bool cluster;
+	} want[] = {{128, SHRINK_CUDA_QPATH_AUTO, 0, 1, 128, false},
+		    {200, SHRINK_CUDA_QPATH_GEMM, 3, 3, 0, false},
+		    {200, SHRINK_CUDA_QPATH_GEMM, 2, 2, 0, true}}; /* block_tokens 0: either */
+	shrink_cuda_qplan p[3];
+	for (int i = 0; i < 3; i++) {
+		memset(&p[i], 0, sizeof p[i]);
+		const shrink_status st =
+		    shrink_cuda_qlinear_plan(ctx, w, want[i].M, want[i].path, want[i].split, &p[i]);
+		report(st == SHRINK_OK && p[i].path == SHRINK_CUDA_QPATH_GEMM && p[i].splits == want[i].splits &&
+			   (!want[i].block_tokens || p[i].block_tokens == want[i].block_tokens) &&
+			   p[i].cluster == want[i].cluster,
+		       "qlinear plan M=%lld split=%d: path %d, %d splits, %d tokens a CTA, %s, %zu workspace bytes",
+		       (long long)want[i].M, want[i].split, (int)p[i].path, p[i].splits, p[i].block_tokens,
+		       p[i].cluster ? "cluster" : "partials", p[i].workspace_bytes);
+	}
+	report(p[1].workspace_bytes > p[2].workspace_bytes,
+	       "qlinear plan: split-K partials take workspace, a cluster none");
+	shrink_cuda_qplan q;
+	report(shrink_cuda_qlinear_plan(ctx, w, 40, SHRINK_CUDA_QPATH_GEMV, 0, &q) == SHRINK_EUSAGE,
+	       "qlinear plan: the GEMV path refuses 40 tokens");
+}
+
 static void test_qlinear(ref_rng *rng)
 {
 	static const int bits_list[] = {2, 3, 4, 5, 6, 8};
@@ -254,6 +285,8 @@ static void test_qlinear(ref_rng *rng)
 			check_qlinear(&m, &w, dt, 128, SHRINK_CUDA_QPATH_AUTO, 0, rng);
 			check_qlinear(&m, &w, dt, 200, SHRINK_CUDA_QPATH_GEMM, 3, rng);
 			check_qlinear(&m, &w, dt, 200, SHRINK_CUDA_QPATH_GEMM, 2, rng);
+			if (dt == 0)
+				check_plans(&w);
 			shrink_cuda_qweight_free(&w);
 		}
 		ref_qmatrix_free(&m);

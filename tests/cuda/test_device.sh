@@ -50,7 +50,9 @@ same_tokens() {
 # 2-bit 3.4% (GPU lower), 2-bit group 32 4.5% (GPU higher), gear 2-bit without low rank 3.3%
 # (lower); rounding the weights to 8 bits moves the CPU's own 2-bit numbers by 0.4% (default model)
 # to 14% (stories260K). A cache decoded wrongly is far outside this: kivi takes the default
-# model from 7.96 to 13.7, so reading the f16 rows instead would be 42% off.
+# model from 7.96 to 13.7, so reading the f16 rows instead would be 42% off. On the H200
+# (2026-11-28): f16 cache 9.7e-5, kivi 2-bit 1.0e-2, kivi 4-bit 9.9e-3 (GPU higher, at its bound's
+# edge), gear 4.4e-3.
 same_ppl() {
 	for d in cpu cuda; do
 		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
