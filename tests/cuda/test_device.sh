@@ -52,7 +52,8 @@ same_tokens() {
 # to 14% (stories260K). A cache decoded wrongly is far outside this: kivi takes the default
 # model from 7.96 to 13.7, so reading the f16 rows instead would be 42% off. On the H200
 # (2026-11-28): f16 cache 9.7e-5, kivi 2-bit 1.0e-2, kivi 4-bit 9.9e-3 (GPU higher, at its bound's
-# edge), gear 4.4e-3.
+# edge), gear 4.4e-3. kivi 4-bit amplifies even the CPU's differences between machines: 0.19%
+# between the H200's host and a development Xeon whose f32-cache perplexities agree to 2.5e-7.
 same_ppl() {
 	for d in cpu cuda; do
 		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
