@@ -279,6 +279,7 @@ __device__ __forceinline__ void consume_fold(const uint8_t *ring, uint32_t full,
 		}
 	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
 	ring_pos cur;
+	// groups of >= 64 columns: one group a k tile (gpt 1), every lane's group its first (gl 0)
 	qraw<BITS> R0, R1;
 	mbar_wait(full, 0);
 	load_raw<BITS, SYM, BN>(ring, warp, 1, 0, R0);

@@ -1,6 +1,6 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
 // a path (the TMA-fed GEMV for 1-4 tokens and large, wide 4-bit weights, 5-8 where their rows are short;
-// else the register GEMV for <= 8-32 tokens (by weight size and shape), the tiled GEMM up to
+// else the register GEMV for <= 8 tokens, or <= 32 under 16 MB of weights, the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -38,14 +38,16 @@ struct qplan {
 	size_t total() const { return align256(x_bytes) + align256(part_bytes) + align256(dense_bytes); }
 };
 
-// Whether AUTO takes the register GEMV at M tokens (else the GEMM). At 8 tokens the GEMV is
-// faster at all six bench shapes (H100 and H200). From 9 tokens the GEMM wins from 30 MB of 4-bit
+// Whether AUTO takes the register GEMV at M tokens (else the GEMM). At 8 tokens a GEMV is
+// faster at all six bench shapes (H100; H200, e.g. 4096x14336 12.0 us against the GEMM's 13.9,
+// 8192x28672 39.7 against 50.4). From 9 tokens the GEMM wins from 30 MB of 4-bit
 // weights on the H200 (bench_cuda --linear --batches 9,...,16, us, GEMM against GEMV at 9 and 12
 // tokens: 4096x14336 13.7 and 14.0 against 16.4 and 17.3; 8192x8192 16.0 and 15.9 against 16.6
 // and 17.7; 14336x4096 15.1 and 15.2 against 15.1 and 16.0; 117 MB 40-42 against 49-58): the
 // GEMV's time grows with the tokens, the GEMM's (16 tokens a block) does not. On the H100, before
 // the GEMM's scales were folded, the GEMV won at 30 MB up to 12-16 tokens. At 8 MB (4096x4096) the
-// GEMV wins up to 32 tokens (H200 at 16: 5.7 against 9.0; H100 at 32: 9.3 against 10.6).
+// GEMV wins up to 32 tokens (H200 at 16: 5.7 against 9.0; H100 at 32: 9.3 against 10.6). The
+// 16 MB boundary between them is older (H100); no weight between 8 and 30 MB was measured.
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
 	return M <= 8 || (shrink_cuda_qweight_bytes(w) < kGemvOnlyBytes && M <= kGemvMaxTokens);
