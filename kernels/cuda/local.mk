@@ -33,7 +33,10 @@ TESTS += tests/cuda/test_cuda
 noinst_PROGRAMS += tests/bench/bench_cuda
 tests_bench_bench_cuda_SOURCES = tests/bench/bench_cuda.c tests/cuda/cuda_ref.c tests/cuda/cuda_ref.h
 tests_bench_bench_cuda_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/tests/cuda
-tests_bench_bench_cuda_LDADD = $(CUDA_PROG_LIBS)
+# the read floor's kernel, built by the .cu.lo rule above
+tests_bench_bench_cuda_LDADD = tests/bench/stream_read.lo $(CUDA_PROG_LIBS)
+CLEANFILES += tests/bench/stream_read.lo tests/bench/stream_read.o
+tests/bench/stream_read.lo: tests/bench/stream_read.h kernels/cuda/pdl.cuh
 endif
 EXTRA_DIST += $(CUDA_SOURCES) $(CUDA_HDRS) tests/cuda/test_cuda.c tests/cuda/cuda_ref.c tests/cuda/cuda_ref.h \
-	tests/bench/bench_cuda.c scripts/bench-cuda
+	tests/bench/bench_cuda.c tests/bench/stream_read.cu tests/bench/stream_read.h scripts/bench-cuda

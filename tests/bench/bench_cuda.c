@@ -1,7 +1,9 @@
 /* bench_cuda.c: speed of the kernels in kernels/cuda on Llama-3-8B and -70B
- * layer shapes, against the two ceilings measured in the same run: a large
- * device-to-device copy (bytes read + written) and cuBLAS (cublasGemmEx, f16
- * or bf16 weights, f32 accumulation) on the same shapes.
+ * layer shapes, against the ceilings measured in the same run: a large
+ * device-to-device copy (bytes read + written), cuBLAS (cublasGemmEx, f16
+ * or bf16 weights, f32 accumulation) on the same shapes, and a shape's read
+ * floor (stream_read.cu: its compressed bytes read and nothing more, timed
+ * as the GEMVs are).
  *
  * Method: every timed operation is captured into a CUDA graph that rotates
  * over several copies of its weights (together > 200 MB, four times the 50 MB
@@ -25,6 +27,7 @@
 
 #include "cuda/cuda.h"
 #include "cuda_ref.h"
+#include "stream_read.h"
 
 #define ROTATE_BYTES 200e6
 
@@ -39,6 +42,7 @@ static int64_t listed[16];          /* --batches: the linear layers' batches ins
 static int n_listed;
 static int dt = 0; /* 0 f16, 1 bf16 */
 static double copy_gbps;
+static int n_sms;
 
 static void die(const char *what, const char *why)
 {
@@ -362,6 +366,46 @@ static void bench_row(lin_case *c, int64_t M, shrink_cuda_qpath path, double cub
 	fflush(stdout);
 }
 
+/* The read floor of a shape: its compressed bytes read and nothing done with them
+ * (stream_read.cu), over the same number of rotating copies, launched the ordinary way and as
+ * dependent launches. */
+typedef struct {
+	void **p;
+	int n;
+	size_t bytes;
+	unsigned *sink;
+	int dependent;
+} read_case;
+
+static void launch_read(void *arg, int i)
+{
+	read_case *r = arg;
+	CK(bench_stream_read(r->p[i % r->n], r->bytes, r->sink, r->dependent, n_sms, stream));
+}
+
+static void bench_floor(const lin_case *c)
+{
+	read_case r = {0};
+	r.n = c->n_q;
+	r.bytes = (shrink_cuda_qweight_bytes(&c->q[0]) + 15) / 16 * 16;
+	r.p = malloc((size_t)r.n * sizeof(void *));
+	for (int i = 0; i < r.n; i++) {
+		r.p[i] = dev_alloc(r.bytes);
+		CK(cudaMemset(r.p[i], i + 1, r.bytes));
+	}
+	r.sink = dev_alloc(sizeof(unsigned));
+	for (r.dependent = 0; r.dependent < 2; r.dependent++) {
+		const double us = time_auto(launch_read, &r, r.n), gbps = (double)r.bytes / (us * 1e-6) / 1e9;
+		printf("| %lldx%lld | - | read floor%s | %.1f | - | - | %.0f | %.0f%% | - | - |\n", (long long)c->K,
+		       (long long)c->N, r.dependent ? ", dependent" : "", us, gbps, 100.0 * gbps / copy_gbps);
+		fflush(stdout);
+	}
+	for (int i = 0; i < r.n; i++)
+		cudaFree(r.p[i]);
+	cudaFree(r.sink);
+	free(r.p);
+}
+
 static void bench_linear(int bits, int group, ref_rng *rng)
 {
 	static const int64_t shapes[][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096},
@@ -381,6 +425,8 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 		setup_case(&c, shapes[s][0], shapes[s][1], bits, group, max_m, rng);
 		sanity_check(&c, 1);
 		sanity_check(&c, 64);
+		if (min_batch <= 1)
+			bench_floor(&c);
 		for (int b = 0; b < n_batches; b++) {
 			const int64_t M = batches[b];
 			if (M > max_batch || M < min_batch)
@@ -908,6 +954,7 @@ int main(int argc, char **argv)
 	}
 	struct cudaDeviceProp prop;
 	CK(cudaGetDeviceProperties(&prop, 0));
+	n_sms = prop.multiProcessorCount;
 	CK(cudaStreamCreate(&stream));
 	CKS(shrink_cuda_ctx_create(0, stream, &ctx));
 	CKS(shrink_cuda_ctx_reserve(ctx, (size_t)28672 * 8192 * 2 + ((size_t)64 << 20)));
