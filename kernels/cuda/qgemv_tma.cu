@@ -528,9 +528,11 @@ struct ring_plan {
 
 // Slots a CTA uses: every CTA asks for its whole ring at once, and its first slot tends to land
 // only as that burst drains, so the burst is held to about a third of the launch's weight (at
-// least 3 slots, which keep the H100's DRAM busy). H100, batch 1, us with 7 slots -> 4 (3):
-// 4096x14336 14.4 -> 13.0 (13.0), 14336x4096 13.6 -> 12.7 (12.8), 8192x8192 14.7 -> 14.1 (14.1);
-// at 120 MB 7 slots stay (8192x28672 42.0; 4 slots 42.4, 3 slots 43.8).
+// least kMinSlots). H100, batch 1, us with 7 slots -> 4 (3): 4096x14336 14.4 -> 13.0 (13.0),
+// 14336x4096 13.6 -> 12.7 (12.8), 8192x8192 14.7 -> 14.1 (14.1); at 120 MB 7 slots stay
+// (8192x28672 42.0; 4 slots 42.4, 3 slots 43.8). The H200 streams 1.4 times the H100's bytes and
+// wants 5 where a third is fewer (batch 1, us, 4 -> 5 slots: 4096x14336 10.6 -> 9.9, 14336x4096
+// and 8192x8192 the same; 3 slots 11.1, 11.1, 12.0; more than 5 do not fit a paired CTA).
 //
 // Short launches (a CTA streams at most kPairMaxStages) where the producer copies x also pair: the
 // ring stays within kPairSmemBytes (at least 3 slots), so two CTAs share an SM, and the next
@@ -546,6 +548,7 @@ struct ring_plan {
 // faster, and 4 stages before the end came too late at 14336x4096 (batch 1, us, let go at 4 -> 6
 // stages: 14336x4096 14.5 -> 10.2, 4096x14336 10.0 -> 10.5, 8192x8192 11.2 -> 11.2; at the start:
 // 10.3, 10.5, 11.6; at 8: 11.2, 11.2, 12.2).
+constexpr int kMinSlots = 5;
 constexpr int kPairMaxStages = 32;
 constexpr int kTriggerStages = 6;
 
@@ -564,7 +567,7 @@ ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 		most = (int)pair;
 	// a third of the launch's stages a CTA
 	const size_t third = (size_t)rt * w->k_tiles / (3 * (size_t)kStageTiles * p.ctas);
-	p.stages = third >= (size_t)most ? most : third > 3 ? (int)third : (most < 3 ? most : 3);
+	p.stages = third >= (size_t)most ? most : third > kMinSlots ? (int)third : (most < kMinSlots ? most : kMinSlots);
 	p.trigger = pairs ? kTriggerStages : -1;
 	return p;
 }
