@@ -137,16 +137,34 @@ __device__ __forceinline__ void load_raw(const uint8_t *st, int lt, int gpt, int
 	r.z = SYM ? 0u : ss[kScaleBlock / 4 + (lt * gpt + gl) * 8 + g];
 }
 
+// Both of this warp's row tiles (w and 8 + w) of the stage at st.
+template <int BITS, bool SYM, int BN>
+__device__ __forceinline__ void load_stage(const uint8_t *st, int warp, int gpt, int gl, qraw<BITS> &R0,
+					   qraw<BITS> &R1)
+{
+	load_raw<BITS, SYM, BN>(st, warp, gpt, gl, R0);
+	load_raw<BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, R1);
+}
+
+// Pin the registers of v before the first MMA: left to itself, the compiler zeroes the second
+// of two accumulators while the first MMA runs, and ptxas then waits for that MMA.
+template <int BN> __device__ __forceinline__ void pin(float (&v)[2][BN / 2])
+{
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+#pragma unroll
+		for (int i = 0; i < BN / 2; i++)
+			asm volatile("" : "+f"(v[h][i])::"memory");
+}
+
 // This warp's A fragments of one k tile, k16 steps 0..3: (q - z) x scale for its row tile, or
-// with FOLD (groups of >= 64 columns: one scale a row and tile) the exact q - z, and the two
-// rows' scales in f (row g, row g + 8) for fold() to apply to the tile's f32 sums.
-template <typename T, int BITS, bool SYM, bool FOLD>
-__device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4], float2 &f)
+// without SCALED (consume_fold: groups of >= 64 columns, one scale a row and tile) the exact
+// q - z, for fold() to scale the tile's f32 sums.
+template <typename T, int BITS, bool SYM, bool SCALED>
+__device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4])
 {
 	uint32_t s0 = 0, s1 = 0;
-	if (FOLD)
-		f = __half22float2(from_u32<__half2>(r.s));
-	else
+	if (SCALED)
 		qscale_t2<T>(r.s, s0, s1);
 	qzero z0, z1;
 	if (SYM) {
@@ -158,15 +176,21 @@ __device__ __forceinline__ void dequant(const qraw<BITS> &r, uint32_t (&A)[4][4]
 	static_for<0, 4>([&](auto step) {
 		constexpr int s = decltype(step)::value;
 		qfragment<T, BITS, s>(r.w, z0, z1, A[s]);
-		if (!FOLD) {
+		if (SCALED) {
 			A[s][0] = t2_mul<T>(A[s][0], s0), A[s][1] = t2_mul<T>(A[s][1], s1);
 			A[s][2] = t2_mul<T>(A[s][2], s0), A[s][3] = t2_mul<T>(A[s][3], s1);
 		}
 	});
 }
 
-// acc += the tile's sums (tile, its MMA done) x its rows' scales: registers 4 j + c hold row
-// g + 8 (c >> 1) (wgmma.cuh).
+// The two rows' scales of a lane's tile (row g, row g + 8), as fold() takes them.
+template <int BITS> __device__ __forceinline__ float2 row_scales(const qraw<BITS> &r)
+{
+	return __half22float2(from_u32<__half2>(r.s));
+}
+
+// acc += the tile's sums (tile, its MMA done) x its rows' scales (row_scales): registers
+// 4 j + c hold row g + 8 (c >> 1) (wgmma.cuh).
 template <int BN> __device__ __forceinline__ void fold(const float (&tile)[BN / 2], float2 f, float (&acc)[BN / 2])
 {
 #pragma unroll
@@ -216,14 +240,7 @@ __device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint
 {
 	constexpr int SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
 	uint32_t A0[4][4], A1[4][4];
-	float2 f;
-	// both accumulators in registers before the first MMA (left to itself, the compiler zeroes the
-	// second one while the first MMA runs, and ptxas then waits for that MMA)
-#pragma unroll
-	for (int h = 0; h < 2; h++)
-#pragma unroll
-		for (int i = 0; i < BN / 2; i++)
-			asm volatile("" : "+f"(acc[h][i])::"memory");
+	pin<BN>(acc);
 	// cur: the slot of the loop's first half, its descriptor d0 + slot * (SB >> 4); nx, the next
 	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
 	ring_pos cur;
@@ -231,27 +248,25 @@ __device__ __forceinline__ void consume(const uint8_t *ring, uint32_t full, uint
 	// shared-memory latency is behind the first one's dequantization and MMA
 	qraw<BITS> R0, R1;
 	mbar_wait(full, 0);
-	load_raw<BITS, SYM, BN>(ring, warp, gpt, gl, R0);
-	load_raw<BITS, SYM, BN>(ring, kConsumers + warp, gpt, gl, R1);
-	dequant<T, BITS, SYM, false>(R0, A0, f);
+	load_stage<BITS, SYM, BN>(ring, warp, gpt, gl, R0, R1);
+	dequant<T, BITS, SYM, true>(R0, A0);
 	mma_tile<T, BN, false>(d0, A0, acc[0]);
 	for (int it = 0; it + 1 < nk; it++) {
 		ring_pos nx = cur;
 		nx.step(NS);
 		const uint8_t *st = ring + nx.slot * SB;
-		dequant<T, BITS, SYM, false>(R1, A1, f);
+		dequant<T, BITS, SYM, true>(R1, A1);
 		mma_tile<T, BN, false>(d0 + cur.slot * (SB >> 4), A1, acc[1]);
 		wgmma_wait<1>(); // this stage's first MMA: A0 free
 		mbar_wait(full + 8 * nx.slot, nx.parity);
-		load_raw<BITS, SYM, BN>(st, warp, gpt, gl, R0);
-		load_raw<BITS, SYM, BN>(st, kConsumers + warp, gpt, gl, R1);
-		dequant<T, BITS, SYM, false>(R0, A0, f);
+		load_stage<BITS, SYM, BN>(st, warp, gpt, gl, R0, R1);
+		dequant<T, BITS, SYM, true>(R0, A0);
 		mma_tile<T, BN, false>(d0 + nx.slot * (SB >> 4), A0, acc[0]);
 		wgmma_wait<1>(); // this stage's second MMA: A1 and the slot free
 		release(empty, cur.slot);
 		cur = nx;
 	}
-	dequant<T, BITS, SYM, false>(R1, A1, f);
+	dequant<T, BITS, SYM, true>(R1, A1);
 	mma_tile<T, BN, false>(d0 + cur.slot * (SB >> 4), A1, acc[1]);
 	wgmma_wait<0>();
 }
@@ -268,34 +283,27 @@ __device__ __forceinline__ void consume_fold(const uint8_t *ring, uint32_t full,
 {
 	constexpr int SB = stage_bytes<BITS, BN>(), NS = stages<BITS, BN>();
 	uint32_t A0[4][4], A1[4][4];
-	float part[2][BN / 2];
-	float2 f0, f1;
-#pragma unroll
-	for (int h = 0; h < 2; h++)
-#pragma unroll
-		for (int i = 0; i < BN / 2; i++) {
-			part[h][i] = 0.0f;
-			asm volatile("" : "+f"(part[h][i])::"memory");
-		}
+	float part[2][BN / 2] = {};
+	pin<BN>(part);
 	const uint32_t d0 = xdesc_lo<BITS, BN>(ring);
 	ring_pos cur;
 	// groups of >= 64 columns: one group a k tile (gpt 1), every lane's group its first (gl 0)
 	qraw<BITS> R0, R1;
 	mbar_wait(full, 0);
-	load_raw<BITS, SYM, BN>(ring, warp, 1, 0, R0);
-	load_raw<BITS, SYM, BN>(ring, kConsumers + warp, 1, 0, R1);
+	load_stage<BITS, SYM, BN>(ring, warp, 1, 0, R0, R1);
 	for (int it = 0; it < nk; it++) {
 		ring_pos nx = cur;
 		nx.step(NS);
-		dequant<T, BITS, SYM, true>(R0, A0, f0);
+		const float2 f0 = row_scales(R0);
+		dequant<T, BITS, SYM, false>(R0, A0);
 		mma_tile<T, BN, true>(d0 + cur.slot * (SB >> 4), A0, part[0]);
-		dequant<T, BITS, SYM, true>(R1, A1, f1);
+		const float2 f1 = row_scales(R1);
+		dequant<T, BITS, SYM, false>(R1, A1);
 		mma_tile<T, BN, true>(d0 + cur.slot * (SB >> 4), A1, part[1]);
 		if (it + 1 < nk) {
 			const uint8_t *st = ring + nx.slot * SB;
 			mbar_wait(full + 8 * nx.slot, nx.parity);
-			load_raw<BITS, SYM, BN>(st, warp, 1, 0, R0);
-			load_raw<BITS, SYM, BN>(st, kConsumers + warp, 1, 0, R1);
+			load_stage<BITS, SYM, BN>(st, warp, 1, 0, R0, R1);
 		}
 		wgmma_wait<0>();
 		release(empty, cur.slot);
