@@ -531,8 +531,10 @@ struct ring_plan {
 // least kMinSlots). H100, batch 1, us with 7 slots -> 4 (3): 4096x14336 14.4 -> 13.0 (13.0),
 // 14336x4096 13.6 -> 12.7 (12.8), 8192x8192 14.7 -> 14.1 (14.1); at 120 MB 7 slots stay
 // (8192x28672 42.0; 4 slots 42.4, 3 slots 43.8). The H200 streams 1.4 times the H100's bytes and
-// wants 5 where a third is fewer (batch 1, us, 4 -> 5 slots: 4096x14336 10.6 -> 9.9, 14336x4096
-// and 8192x8192 the same; 3 slots 11.1, 11.1, 12.0; more than 5 do not fit a paired CTA).
+// wants 5 where a third is fewer (batch 1, us, 4 -> 5 slots: 4096x14336 10.6 -> 9.9; 3 slots
+// 11.1). A paired CTA holds at most 5 slots of 4-bit g128 at K = 4096 and 4 at K = 8192-14336
+// (the activations take the rest), so there the minimum changes nothing (14336x4096 10.3,
+// 8192x8192 11.2 either way).
 //
 // Short launches (a CTA streams at most kPairMaxStages) where the producer copies x also pair: the
 // ring stays within kPairSmemBytes (at least 3 slots), so two CTAs share an SM, and the next

@@ -15,7 +15,7 @@ namespace {
 
 constexpr int kThreads = 512, kCtasPerSm = 4, kUnroll = 4; // 2048 threads an SM, 4 loads in flight each
 
-__global__ void __launch_bounds__(kThreads) stream_read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *sink,
+__global__ void __launch_bounds__(kThreads, kCtasPerSm) stream_read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *sink,
 							       int dependent)
 {
 	if (dependent)
@@ -47,6 +47,8 @@ __global__ void __launch_bounds__(kThreads) stream_read_kernel(const uint4 *__re
 extern "C" cudaError_t bench_stream_read(const void *p, size_t bytes, unsigned *sink, int dependent, int n_sms,
 					 cudaStream_t s)
 {
+	if (bytes % 16)
+		return cudaErrorInvalidValue;
 	const dim3 grid((unsigned)(n_sms * kCtasPerSm)), block(kThreads);
 	const uint4 *q = static_cast<const uint4 *>(p);
 	if (dependent)
