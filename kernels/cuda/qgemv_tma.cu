@@ -39,6 +39,8 @@
 // Deliberately not here: the choice of path (qlinear.cu), more than 8 tokens.
 #include <string.h>
 
+#include <algorithm>
+
 #include "pdl.cuh"
 #include "qkernels.cuh"
 #include "qtile_mma.cuh"
@@ -567,9 +569,9 @@ ring_plan plan_ring(const shrink_cuda_ctx *ctx, const qcall *c)
 	int most = stages_for(w, c->M);
 	if (pairs && pair < (size_t)most)
 		most = (int)pair;
-	// a third of the launch's stages a CTA
+	// a third of the launch's stages a CTA, at least kMinSlots, at most what fits
 	const size_t third = (size_t)rt * w->k_tiles / (3 * (size_t)kStageTiles * p.ctas);
-	p.stages = third >= (size_t)most ? most : third > kMinSlots ? (int)third : (most < kMinSlots ? most : kMinSlots);
+	p.stages = (int)std::min((size_t)most, std::max(third, (size_t)kMinSlots));
 	p.trigger = pairs ? kTriggerStages : -1;
 	return p;
 }
