@@ -14,7 +14,7 @@
 // - the producer (one lane of warp 16) walks the CTA's stages (32 k tiles of
 //   one row tile with their scale and zero groups: two or three bulk copies)
 //   through a ring of shared-memory slots, each with a "full" barrier
-//   (transaction bytes) and an "empty" one (one arrival per consumer warp);
+//   (transaction bytes) and an "empty" one (one arrival per consumer thread);
 //   the activations are copied once per CTA (they fit: M K 2 bytes);
 // - 16 consumer warps: warp w dequantizes tiles w and w + 16 of a stage in
 //   registers (qtile_mma.cuh, as the register GEMV) and, after a row tile,
@@ -298,26 +298,73 @@ template <typename T> __device__ void form_x(const tma_args &a, uint32_t xs, flo
 	asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 32) : "memory"); // every consumer's columns are in place
 }
 
+// A full stage (32 k tiles within K) starts at a multiple of 2048 columns, so at a multiple of any
+// power-of-two group up to 2048 columns and inside one group beyond: its lanes' addresses of codes,
+// scales and zeros in a slot are the same for every full stage.
+template <int BITS, bool FOLD>
+__device__ __forceinline__ uint32_t full_group_offset(const tma_args &a, int j, int g, int t)
+{
+	const int grp = FOLD ? (j * 64) >> a.gshift : (j * 64 + 16 * t) >> a.gshift;
+	return codes_bytes<BITS>() + grp * 32 + 4 * g;
+}
+
+// A lane's addresses in ring slot 0 of its tiles of a full stage (tiles warp + 16 u): codes by
+// plane (of its first tile), scales and zeros. They are held in registers (opaque): ptxas otherwise
+// recomputed them in every stage (146 -> 123 instructions a stage at 4 bits, H200 batch 1
+// 4096x14336 9.9 -> 9.3 us; the loop is issue-bound at the long shapes, 8192x28672 34.4 -> 32.4).
+template <int BITS, bool SYM, bool FOLD> struct full_lanes {
+	uint32_t codes[qplane_count(BITS)], scales[2], zeros[2];
+	__device__ __forceinline__ full_lanes(const tma_args &a, uint32_t ring, int warp, int lane)
+	{
+#pragma unroll
+		for (int pl = 0; pl < qplane_count(BITS); pl++)
+			codes[pl] = opaque(ring + warp * qtile_bytes(BITS) + qword_offset(BITS, pl, 0, lane));
+#pragma unroll
+		for (int u = 0; u < 2; u++) {
+			const int j = warp + kConsumers * u;
+			scales[u] = opaque(ring + full_group_offset<BITS, FOLD>(a, j, lane >> 2, lane & 3));
+			zeros[u] = SYM ? 0u : opaque(scales[u] + a.group_bytes);
+		}
+	}
+};
+
 template <typename T, int BITS, bool SYM, bool FOLD>
 __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t ring, uint32_t slot_bytes,
 			uint32_t full, uint32_t empty, uint32_t red_full, uint32_t red_empty, float (*red)[kConsumers][128])
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles;
+	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles, full_rt = a.k_tiles / kStageTiles;
 	// Lanes of tokens past M read token M - 1's activations: their columns of the MMA are never
 	// stored, and no predicate or zeroing is needed for them.
 	const uint32_t xrow = xs + (uint32_t)min(g, a.M - 1) * a.x_row_bytes + 32 * t;
+	const full_lanes<BITS, SYM, FOLD> at(a, ring, warp, lane);
 	ring_pos pos;
-	// One stage's loads into registers; FULL (every stage but a short last one): no tile of the
-	// stage is past K, so no predicates (they and the zeroing they need were a fifth of the loop).
 	uint32_t w[2][BITS], sc[2], zp[2];
 	uint4 xv[2][1][2];
-	const auto load = [&](const stage_t &st, uint32_t base, auto full_stage) {
-		constexpr bool FULL = decltype(full_stage)::value;
+	// A full stage in slot offset so; its activations from xk, 16 tiles (2048 bytes) apart.
+	const auto load_full = [&](uint32_t so, uint32_t xk) {
+		uint32_t codes[qplane_count(BITS)];
+#pragma unroll
+		for (int pl = 0; pl < qplane_count(BITS); pl++)
+			codes[pl] = at.codes[pl] + so;
+#pragma unroll
+		for (int u = 0; u < 2; u++) {
+			uint32_t c[qplane_count(BITS)];
+#pragma unroll
+			for (int pl = 0; pl < qplane_count(BITS); pl++)
+				c[pl] = codes[pl] + kConsumers * u * qtile_bytes(BITS);
+			qtile_load_lanes<BITS>(c, w[u]);
+			sc[u] = lds32(at.scales[u] + so);
+			zp[u] = SYM ? 0u : lds32(at.zeros[u] + so);
+			xv[u][0][0] = lds128(xk + 2048 * u), xv[u][0][1] = lds128(xk + 2048 * u + 16);
+		}
+	};
+	// The short last stage of a row tile (K not a multiple of 2048): tiles past K are zero.
+	const auto load_tail = [&](const stage_t &st, uint32_t base) {
 #pragma unroll
 		for (int u = 0; u < 2; u++) {
 			const int j = warp + kConsumers * u, kt = st.k0 + j;
-			const bool ok = FULL || j < st.nt;
+			const bool ok = j < st.nt;
 			if (ok) {
 				qtile_load_smem<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
 			} else {
@@ -336,23 +383,27 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 			}
 		}
 	};
+	// Every lane arrives once its loads are done (the empty barriers count them all: no warp
+	// synchronisation), and the producer may refill the slot while the MMAs run.
+	const auto release_and_multiply = [&](float (&acc)[1][4]) {
+		mbar_arrive(empty + 8 * pos.slot);
+		pos.step(a.stages);
+#pragma unroll
+		for (int u = 0; u < 2; u++)
+			qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);
+	};
 	for (int r = r0; r < r1; r++) {
 		float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-		for (int s = 0; s < per_rt; s++) {
-			const stage_t st = stage_at(a, r, s);
-			const uint32_t base = ring + pos.slot * slot_bytes;
+		uint32_t xk = opaque(xrow + warp * 128);
+		for (int s = 0; s < full_rt; s++, xk += kStageTiles * 128) {
 			mbar_wait(full + 8 * pos.slot, pos.parity);
-			if (st.nt == kStageTiles)
-				load(st, base, std::true_type());
-			else
-				load(st, base, std::false_type());
-			__syncwarp();
-			if (lane == 0) // the slot's data is in registers: the producer may refill it
-				mbar_arrive(empty + 8 * pos.slot);
-			pos.step(a.stages);
-#pragma unroll
-			for (int u = 0; u < 2; u++)
-				qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);
+			load_full(pos.slot * slot_bytes, xk);
+			release_and_multiply(acc);
+		}
+		if (full_rt < per_rt) {
+			mbar_wait(full + 8 * pos.slot, pos.parity);
+			load_tail(stage_at(a, r, full_rt), ring + pos.slot * slot_bytes);
+			release_and_multiply(acc);
 		}
 		// hand the sums over; the buffer's previous row tile must have been summed
 		const int q = r - r0, b = q % kRed;
@@ -413,7 +464,7 @@ __global__ void __launch_bounds__(kThreads, FORM ? 1 : 2) qgemv_tma_kernel(const
 	if (threadIdx.x == 0) {
 		for (int s = 0; s < a.stages; s++) {
 			mbar_init(full + 8 * s, 1);
-			mbar_init(empty + 8 * s, kConsumers);
+			mbar_init(empty + 8 * s, kConsumers * 32);
 		}
 		mbar_init(xbar, 1);
 		for (int b = 0; b < kRed; b++) {
@@ -592,9 +643,9 @@ bool qgemv_tma_fits(const qcall *c)
 	return true;
 }
 
-bool qgemv_tma_pairs(const shrink_cuda_ctx *ctx, const qcall *c)
+int qgemv_tma_slots(const qcall *c)
 {
-	return plan_ring(ctx, c).trigger >= 0;
+	return stages_for(c->w, c->M);
 }
 
 shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c)

@@ -70,9 +70,9 @@ shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv
 // The TMA-fed version (qgemv_tma.cu): whole row tiles per CTA, no workspace. fits: whether it
 // can take the call (tokens, alignment, activations in shared memory).
 bool qgemv_tma_fits(const qcall *c);
-// Whether its CTAs pair (two an SM, the next launch let go before the end: short launches whose
-// producer copies x); those beat the register GEMV whatever the shape (qlinear.cu's prefer_tma).
-bool qgemv_tma_pairs(const shrink_cuda_ctx *ctx, const qcall *c);
+// The most ring slots that fit in its shared memory beside the call's activations (qlinear.cu's
+// prefer_tma: fewer than three starve it).
+int qgemv_tma_slots(const qcall *c);
 shrink_status qgemv_tma_launch(shrink_cuda_ctx *ctx, const qcall *c);
 // The warpgroup-MMA GEMM's arguments (qgemm.cu fills them; x: its layout of the activations).
 // The GEMM's row tiles a CTA (256 rows; qgemm.cu's tensor-map boxes and split-K tiles follow it).

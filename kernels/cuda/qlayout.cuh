@@ -108,15 +108,18 @@ template <int BITS> __device__ __forceinline__ void qtile_load_shared(const uint
 	}
 }
 
-// The same by 32-bit shared address.
-template <int BITS> __device__ __forceinline__ void qtile_load_smem(uint32_t tile, int lane, uint32_t (&w)[BITS])
+// The same by 32-bit shared address, from the lane's address in each plane of the tile
+// (lane[pl] = tile + qword_offset(BITS, pl, 0, lane)): a loop over tiles at fixed offsets keeps
+// these in registers and adds only its stride.
+template <int BITS>
+__device__ __forceinline__ void qtile_load_lanes(const uint32_t (&lane)[qplane_count(BITS)], uint32_t (&w)[BITS])
 {
 #pragma unroll
 	for (int pl = 0; pl < qplane_count(BITS); pl++) {
 		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
 #pragma unroll
 		for (int c = 0; c < (p + 3) / 4; c++) {
-			const uint32_t src = tile + qword_offset(BITS, pl, 4 * c, lane);
+			const uint32_t src = lane[pl] + (qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0));
 			if (p >= 4) {
 				uint4 v = lds128(src);
 				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;
@@ -128,6 +131,15 @@ template <int BITS> __device__ __forceinline__ void qtile_load_smem(uint32_t til
 			}
 		}
 	}
+}
+
+template <int BITS> __device__ __forceinline__ void qtile_load_smem(uint32_t tile, int lane, uint32_t (&w)[BITS])
+{
+	uint32_t at[qplane_count(BITS)];
+#pragma unroll
+	for (int pl = 0; pl < qplane_count(BITS); pl++)
+		at[pl] = tile + qword_offset(BITS, pl, 0, lane);
+	qtile_load_lanes<BITS>(at, w);
 }
 
 // Zero point of one row, in the forms the conversions below subtract.

@@ -20,6 +20,7 @@ constexpr size_t kGemvOnlyBytes = (size_t)16 << 20;
 constexpr int kTmaMaxTokens = 4;
 constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
+constexpr int kTmaMinSlots = 3;
 
 size_t align256(size_t n)
 {
@@ -118,18 +119,19 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 	return SHRINK_OK;
 }
 
-// AUTO's choice between the two GEMVs (measured on the H100, tests/bench/bench_cuda.md, both
-// launched as dependent launches): at 4 bits, 1-4 tokens and >= 24 MB the TMA one wins by 2-5 %
-// where the launch has at least twice as many rows as columns (4096x14336, 8192x28672, gate/up):
-// the register GEMV's CTAs are then many and short (one round of loads at K = 4096), and its
-// turnover costs more than the TMA GEMV's start; with longer rows the register GEMV wins by 3-5 %
-// (28672x8192 by 13 % at 2 tokens) unless the TMA GEMV's CTAs pair (qgemv_tma_pairs: 14336x4096
-// 11.8 against 12.9 us, 8192x8192 13.0 against 14.1 at 1 token); and where the TMA GEMV forms its
-// activations (c->xin: the decode MLP) it saves a launch, so it takes those whatever the shape.
-// The TMA GEMV loses by 20 % at 8 MB and for the 8-bit head. It needs a row tile per SM (it does
-// not split K). At 5-8 tokens it wins only where the rows are 4096 columns long and the weight is
-// wide (4096x14336: 12.6-13.5 us against 15.1-15.9; 8192x28672: 47.0-50.4 against 43.5-46.3,
-// 8192x8192, 4096x4096 and 14336x4096 at 5 tokens slower too), measured for one weight alone.
+// AUTO's choice between the two GEMVs, for weights of >= kTmaMinBytes (4-bit) with a row tile an
+// SM (the TMA GEMV does not split K). At 1-4 tokens the TMA GEMV wins where its ring holds at least
+// kTmaMinSlots slots beside the activations, and loses where only two fit (H200, bench_cuda
+// --linear, both forced, us: batch 1 28672x8192 33.0-35.4 against 34.1-36.5; 2 tokens 14336x4096
+// 10.5 against 11.0; 4 tokens 8192x8192 11.8 against 12.3; two slots: 4 tokens 14336x4096 11.8
+// against 11.2, 2 tokens 28672x8192 38-39 against 35-37); wide weights (twice as many rows as
+// columns) take it anyway, and where it forms its activations (c->xin: the decode MLP) it saves a
+// launch. Below kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as one
+// launch 4.7 against 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445
+// tokens/s, q/k/v fused with their RMSNorm and o_proj on it). The 8-bit head stays on the
+// register GEMV (20 % slower on the H100). At 5-8 tokens it wins only where the rows are 4096
+// columns long and the weight is wide (4096x14336: 11.3 against 13.7; 8192x28672 and 8192x8192
+// at 8 tokens, 14336x4096 at 5 tokens slower), measured for one weight alone.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
@@ -140,7 +142,7 @@ bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 	const bool wide = row_tiles * 16 >= 2 * c->w->cols;
 	if (c->M > kTmaMaxTokens)
 		return c->M <= kTmaShortRowsMaxTokens && c->n_weights <= 1 && wide && c->w->cols <= 4096;
-	return c->xin || wide || qgemv_tma_pairs(ctx, c);
+	return c->xin || wide || qgemv_tma_slots(c) >= kTmaMinSlots;
 }
 
 } // namespace

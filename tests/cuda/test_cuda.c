@@ -334,6 +334,26 @@ static void check_chain(int dt, int64_t M, shrink_cuda_qpath p1, shrink_cuda_qpa
 	ref_qmatrix_free(&b);
 }
 
+/* One weight through the TMA GEMV at each of n token counts (the first twice: the launch after a
+ * launch of the same weight), both activation types. */
+static void check_qlinear_tma(int bits, int group, bool sym, int64_t rows, int64_t cols, const int64_t *tokens,
+			      int n, ref_rng *rng)
+{
+	ref_qmatrix m;
+	ref_qmatrix_random(&m, bits, group, sym, rows, cols, rng);
+	shrink_cuda_qweight w;
+	if (status_ok(shrink_cuda_qweight_upload(ctx, m.bits, m.group_size, m.symmetric, m.rows, m.cols, m.packed,
+						 m.scales, m.zeros, &w),
+		      "qweight_upload")) {
+		for (int dt = 0; dt < 2; dt++)
+			for (int t = 0; t < n; t++)
+				for (int again = 0; again < (t == 0 ? 2 : 1); again++)
+					check_qlinear(&m, &w, dt, tokens[t], SHRINK_CUDA_QPATH_GEMV_TMA, 0, rng);
+		shrink_cuda_qweight_free(&w);
+	}
+	ref_qmatrix_free(&m);
+}
+
 /* The TMA GEMV with more row tiles than SMs (CTAs of unequal ranges, two CTAs an SM, the next
  * launch let go before this one ends): K of 2 to 4 stages with a short last one, rows ending inside
  * a tile, every token count, twice in a row. */
@@ -346,23 +366,30 @@ static void test_qlinear_tma_wide(ref_rng *rng)
 	} cases[] = {{4, 128, true, 2500, 2112}, {3, 32, false, 4100, 4160}, {8, 64, true, 3000, 2048},
 		     {2, 0, false, 2600, 6208}};
 	static const int64_t tokens[] = {1, 2, 5, 8};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		if (quick && i % 2)
-			continue;
-		ref_qmatrix m;
-		ref_qmatrix_random(&m, cases[i].bits, cases[i].group, cases[i].sym, cases[i].rows, cases[i].cols, rng);
-		shrink_cuda_qweight w;
-		if (status_ok(shrink_cuda_qweight_upload(ctx, m.bits, m.group_size, m.symmetric, m.rows, m.cols, m.packed,
-							 m.scales, m.zeros, &w),
-			      "qweight_upload")) {
-			for (int dt = 0; dt < 2; dt++)
-				for (int t = 0; t < 4; t++)
-					for (int again = 0; again < (t == 0 ? 2 : 1); again++)
-						check_qlinear(&m, &w, dt, tokens[t], SHRINK_CUDA_QPATH_GEMV_TMA, 0, rng);
-			shrink_cuda_qweight_free(&w);
-		}
-		ref_qmatrix_free(&m);
-	}
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (!quick || i % 2 == 0)
+			check_qlinear_tma(cases[i].bits, cases[i].group, cases[i].sym, cases[i].rows, cases[i].cols, tokens,
+					  4, rng);
+}
+
+/* The TMA GEMV in launches too long to pair (more than 32 stages a CTA, deeper rings): one row tile
+ * a CTA and K of 33-34 stages (with a short last stage, or K not a multiple of 64), and (not
+ * --quick) more row tiles than SMs at 1 and 2 tokens; every bit width but 8 (whose ring does not
+ * fit beside 66 K activations), scales by group and by channel. */
+static void test_qlinear_tma_long(ref_rng *rng)
+{
+	static const struct {
+		int bits, group;
+		bool sym;
+		int64_t rows, cols;
+		int n_tok;
+	} cases[] = {{4, 128, true, 40, 67904, 1},  {3, 256, false, 33, 66112, 1}, {5, 128, false, 17, 67584, 1},
+		     {4, 64, true, 20, 67584, 1},   {2, 0, true, 48, 68000, 1},    {4, 128, true, 4224, 34816, 2}};
+	static const int64_t tokens[] = {1, 2};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (!quick || cases[i].rows < 1000)
+			check_qlinear_tma(cases[i].bits, cases[i].group, cases[i].sym, cases[i].rows, cases[i].cols, tokens,
+					  cases[i].n_tok, rng);
 }
 
 static void test_qlinear_chain(ref_rng *rng)
@@ -1069,6 +1096,7 @@ int main(int argc, char **argv)
 	ref_rng rng = {seed};
 	test_qlinear(&rng);
 	test_qlinear_tma_wide(&rng);
+	test_qlinear_tma_long(&rng);
 	test_qlinear_chain(&rng);
 	test_qlinear_multi(&rng);
 	test_qlinear_xin(&rng);
