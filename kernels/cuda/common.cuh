@@ -173,8 +173,6 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
 	return d;
 }
 
-// ---- asynchronous copies --------------------------------------------------------------------
-
 // v, as a value ptxas cannot recompute: it stays in a register across a loop instead of being
 // rematerialized from its inputs in every iteration.
 __device__ __forceinline__ uint32_t opaque(uint32_t v)
@@ -182,6 +180,8 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v)
 	asm volatile("mov.b32 %0, %0;" : "+r"(v));
 	return v;
 }
+
+// ---- asynchronous copies --------------------------------------------------------------------
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p)
 {
