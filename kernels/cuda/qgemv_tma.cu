@@ -311,7 +311,7 @@ __device__ __forceinline__ uint32_t full_group_offset(const tma_args &a, int j, 
 // A lane's addresses in ring slot 0 of its tiles of a full stage (tiles warp + 16 u): codes by
 // plane (of its first tile), scales and zeros. They are held in registers (opaque): ptxas otherwise
 // recomputed them in every stage (146 -> 123 instructions a stage at 4 bits, H200 batch 1
-// 4096x14336 9.9 -> 9.3 us; the loop is issue-bound at the long shapes, 8192x28672 34.4 -> 32.4).
+// 4096x14336 9.9 -> 9.3 us; the loop is issue-bound at the long shapes, 8192x28672 34.4 -> 32.3-33.8).
 template <int BITS, bool SYM, bool FOLD> struct full_lanes {
 	uint32_t codes[qplane_count(BITS)], scales[2], zeros[2];
 	__device__ __forceinline__ full_lanes(const tma_args &a, uint32_t ring, int warp, int lane)
