@@ -298,14 +298,19 @@ template <typename T> __device__ void form_x(const tma_args &a, uint32_t xs, flo
 	asm volatile("bar.sync 1, %0;\n" ::"n"(kConsumers * 32) : "memory"); // every consumer's columns are in place
 }
 
+// The scale group of k tile j (FOLD: the tile's; else that of the lane's 16 columns).
+template <bool FOLD> __device__ __forceinline__ int group_of(const tma_args &a, int j, int t)
+{
+	return FOLD ? (j * 64) >> a.gshift : (j * 64 + 16 * t) >> a.gshift;
+}
+
 // A full stage (32 k tiles within K) starts at a multiple of 2048 columns, so at a multiple of any
 // power-of-two group up to 2048 columns and inside one group beyond: its lanes' addresses of codes,
 // scales and zeros in a slot are the same for every full stage.
 template <int BITS, bool FOLD>
 __device__ __forceinline__ uint32_t full_group_offset(const tma_args &a, int j, int g, int t)
 {
-	const int grp = FOLD ? (j * 64) >> a.gshift : (j * 64 + 16 * t) >> a.gshift;
-	return codes_bytes<BITS>() + grp * 32 + 4 * g;
+	return codes_bytes<BITS>() + group_of<FOLD>(a, j, t) * 32 + 4 * g;
 }
 
 // A lane's addresses in ring slot 0 of its tiles of a full stage (tiles warp + 16 u): codes by
@@ -372,8 +377,7 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 				for (int b = 0; b < BITS; b++)
 					w[u][b] = 0;
 			}
-			const int grp = (FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift)) - st.g0;
-			const uint32_t go = base + codes_bytes<BITS>() + grp * 32 + 4 * g;
+			const uint32_t go = base + codes_bytes<BITS>() + (group_of<FOLD>(a, kt, t) - st.g0) * 32 + 4 * g;
 			sc[u] = ok ? lds32(go) : 0u;
 			zp[u] = !SYM && ok ? lds32(go + a.group_bytes) : 0u;
 			if (ok) {

@@ -15,8 +15,8 @@ namespace {
 
 constexpr int kThreads = 512, kCtasPerSm = 4, kUnroll = 4; // 2048 threads an SM, 4 loads in flight each
 
-__global__ void __launch_bounds__(kThreads, kCtasPerSm) stream_read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *sink,
-							       int dependent)
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+	stream_read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *sink, int dependent)
 {
 	if (dependent)
 		launch_dependents();

@@ -10,8 +10,9 @@
 extern "C" {
 #endif
 
-/* Read `bytes` (a multiple of 16, else cudaErrorInvalidValue) at p once and do nothing with them; dependent != 0 launches it
- * as the library launches its GEMVs (kernels/cuda/pdl.cuh). sink: 4 device bytes. */
+/* Read `bytes` (a multiple of 16, else cudaErrorInvalidValue) at p once and do nothing with them;
+ * dependent != 0 launches it as the library launches its GEMVs (kernels/cuda/pdl.cuh). sink: 4
+ * device bytes. */
 cudaError_t bench_stream_read(const void *p, size_t bytes, unsigned *sink, int dependent, int n_sms,
 			      cudaStream_t s);
 

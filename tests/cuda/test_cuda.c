@@ -374,8 +374,8 @@ static void test_qlinear_tma_wide(ref_rng *rng)
 
 /* The TMA GEMV in launches too long to pair (more than 32 stages a CTA, deeper rings): one row tile
  * a CTA and K of 33-34 stages (with a short last stage, or K not a multiple of 64), and (not
- * --quick) more row tiles than SMs at 1 and 2 tokens; every bit width but 8 (whose ring does not
- * fit beside 66 K activations), scales by group and by channel. */
+ * --quick) more row tiles than SMs at 1 and 2 tokens; 2-5 bits (8 bits' ring does not fit beside
+ * 66 K activations), scales by group and by channel. */
 static void test_qlinear_tma_long(ref_rng *rng)
 {
 	static const struct {
