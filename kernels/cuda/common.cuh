@@ -180,6 +180,11 @@ __device__ __forceinline__ uint32_t opaque(uint32_t v)
 	asm volatile("mov.b32 %0, %0;" : "+r"(v));
 	return v;
 }
+template <typename P> __device__ __forceinline__ P *opaque(P *p)
+{
+	asm volatile("mov.b64 %0, %0;" : "+l"(p));
+	return p;
+}
 
 // ---- asynchronous copies --------------------------------------------------------------------
 

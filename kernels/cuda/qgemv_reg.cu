@@ -77,11 +77,10 @@ template <int BITS, int NT, int R> __host__ __device__ constexpr int tiles_in_fl
 	return R > 1 ? 1 : NT >= 4 ? 2 : (BITS == 4 && NT == 1) ? 8 : (BITS <= 4 ? 4 : 2);
 }
 
-// The lane's loads for k tile kt of R row tiles starting at tiles (row tile stride rt_bytes).
-// FULL: kt and all R row tiles exist (every round but a warp's last), so no predicates and none
-// of the zeroing they need (they were a quarter of the loop's instructions). Lanes of tokens
-// past M read token M - 1: their columns of the MMA are never stored.
-template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R, bool FULL>
+// The lane's loads for k tile kt of R row tiles starting at tiles (row tile stride rt_bytes), in
+// a warp's last, partial round: tiles past K (!ok) or past the weight's rows are zero. Lanes of
+// tokens past M read token M - 1: their columns of the MMA are never stored.
+template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R>
 __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, int nr, const uint8_t *tiles,
 					    size_t rt_bytes, const uint32_t *sc_row, const uint32_t *zp_row,
 					    const T *x, uint32_t (&w)[R][BITS], uint32_t (&sc)[R], uint32_t (&zp)[R],
@@ -91,7 +90,7 @@ __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, 
 	const int grp = FOLD ? ((kt * 64) >> a.gshift) : ((kt * 64 + 16 * t) >> a.gshift);
 #pragma unroll
 	for (int r = 0; r < R; r++) {
-		const bool okr = FULL || (ok && r < nr);
+		const bool okr = ok && r < nr;
 		if (okr) {
 			qtile_load_global<BITS>(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS), lane, w[r]);
 		} else {
@@ -106,7 +105,7 @@ __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, 
 #pragma unroll
 	for (int j = 0; j < NT; j++) {
 		const int tok = min(8 * j + g, a.M - 1);
-		if (FULL || ok) {
+		if (ok) {
 			const uint4 *p = reinterpret_cast<const uint4 *>(x + (size_t)tok * a.ldx + (size_t)kt * 64 + 16 * t);
 			xv[j][0] = __ldg(p);
 			xv[j][1] = __ldg(p + 1);
@@ -116,6 +115,81 @@ __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, 
 		}
 	}
 }
+
+// A lane's addresses in k tile kt0 of its whole rounds (codes by row tile and plane, activations,
+// scale rows by row tile), stepped a round at a time, so that a round loads at immediate offsets
+// from them. Built from kt in every tile, the 64-bit addresses took about 80 of a round's 537
+// instructions (f16, 4 bits, 1 token, 8 tiles a round: now about 455; 16 tokens 330 -> 267, 32
+// tokens 236 -> 188). The weights' loads (load_w) and the activations' (load_x) are apart: the
+// first round's weights are loaded before the kernel waits for the one before.
+template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R, int U> struct round_lanes {
+	static constexpr int kPlanes = qplane_count(BITS);
+	static constexpr int kStep = kWarps * U; // k tiles a round
+	const uint8_t *codes[R][kPlanes];
+	const T *x;       // token 0's activations (the lane's columns)
+	uint32_t xo[NT];  // token tile j's offset from x (elements): one register, not a pointer's two
+	const uint32_t *sc[R], *zp[R];
+	uint32_t col; // column of the round's first tile (+ 16 t unless FOLD): its scale group
+
+	__device__ __forceinline__ round_lanes(const reg_args &a, int kt0, const uint8_t *tiles, size_t rt_bytes,
+					       const uint32_t *sc_row, const uint32_t *zp_row, const T *xb)
+	{
+		const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+		for (int r = 0; r < R; r++) {
+#pragma unroll
+			for (int pl = 0; pl < kPlanes; pl++)
+				codes[r][pl] = tiles + r * rt_bytes + (size_t)kt0 * qtile_bytes(BITS) +
+					       qword_offset(BITS, pl, 0, lane);
+			sc[r] = opaque(sc_row + (size_t)r * a.n_groups * 8);
+			zp[r] = SYM ? nullptr : opaque(zp_row + (size_t)r * a.n_groups * 8);
+		}
+		x = xb + (size_t)kt0 * 64 + 16 * t;
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+			xo[j] = (uint32_t)(min(8 * j + g, a.M - 1) * a.ldx);
+		col = (uint32_t)kt0 * 64 + (FOLD ? 0 : 16 * t);
+	}
+
+	// The weight loads of the round's tile u (k tile kt0 + kWarps u): codes, scales, zeros.
+	__device__ __forceinline__ void load_w(const reg_args &a, int u, uint32_t (&w)[R][BITS], uint32_t (&s)[R],
+					       uint32_t (&z)[R]) const
+	{
+		const uint32_t grp = (col + u * kWarps * 64) >> a.gshift; // unsigned: one IMAD.WIDE.U32 an address
+#pragma unroll
+		for (int r = 0; r < R; r++) {
+			const uint8_t *c[kPlanes];
+#pragma unroll
+			for (int pl = 0; pl < kPlanes; pl++)
+				c[pl] = codes[r][pl] + u * kWarps * qtile_bytes(BITS);
+			qtile_load_global_lanes<BITS>(c, w[r]);
+			s[r] = __ldg(sc[r] + (size_t)grp * 8);
+			z[r] = SYM ? 0u : __ldg(zp[r] + (size_t)grp * 8);
+		}
+	}
+
+	// Its activations.
+	__device__ __forceinline__ void load_x(int u, uint4 (&xv)[NT][2]) const
+	{
+#pragma unroll
+		for (int j = 0; j < NT; j++) {
+			const uint4 *p = reinterpret_cast<const uint4 *>(x + xo[j] + u * kWarps * 64);
+			xv[j][0] = __ldg(p);
+			xv[j][1] = __ldg(p + 1);
+		}
+	}
+
+	__device__ __forceinline__ void step()
+	{
+#pragma unroll
+		for (int r = 0; r < R; r++)
+#pragma unroll
+			for (int pl = 0; pl < kPlanes; pl++)
+				codes[r][pl] += kStep * qtile_bytes(BITS);
+		x += kStep * 64;
+		col += kStep * 64;
+	}
+};
 
 template <typename T> __device__ __forceinline__ void store_out(const reg_args &a, T *y, int N, int rt, int e, float v)
 {
@@ -151,34 +225,20 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 	const T *x = static_cast<const T *>(a.x);
 
 	launch_dependents(); // the next GEMV may take this SM's slot once this CTA leaves
-	// The first round's weights into L2 while the kernel before may still run (pdl.cuh), then wait
-	// for it: x is its output, and y, ws and the counters may be its input.
-	for (int u = 0; u < U; u++) {
-		const int kt = kt_begin + warp + kWarps * u;
-		for (int r = 0; r < nr && kt < kt_end && lane * 128 < qtile_bytes(BITS); r++)
-			prefetch_l2(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS) + lane * 128);
-	}
-	wait_prerequisites();
 
+	// A round: U k tiles' loads, then their MMAs. Whole rounds (every k tile and row tile there)
+	// run in a loop of their own without predicates, from addresses stepped a round at a time
+	// (round_lanes); a warp's last, partial round after it.
+	uint32_t w[U][R][BITS];
+	uint4 xv[U][NT][2];
+	uint32_t sc[U][R], zp[U][R];
 	float acc[R][NT][4];
 #pragma unroll
 	for (int r = 0; r < R; r++)
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 			acc[r][j][0] = acc[r][j][1] = acc[r][j][2] = acc[r][j][3] = 0.0f;
-
-	// A round: U k tiles' loads, then their MMAs. Whole rounds (every k tile and row tile there)
-	// run in a loop of their own without predicates; a warp's last, partial round after it.
-	const auto round = [&](int kt0, auto whole) {
-		uint32_t w[U][R][BITS];
-		uint4 xv[U][NT][2];
-		uint32_t sc[U][R], zp[U][R];
-#pragma unroll
-		for (int u = 0; u < U; u++) {
-			const int kt = kt0 + kWarps * u;
-			load_k_tile<T, BITS, SYM, FOLD, NT, R, decltype(whole)::value>(
-				a, kt, kt < kt_end, nr, tiles, rt_bytes, sc_row, zp_row, x, w[u], sc[u], zp[u], xv[u]);
-		}
+	const auto multiply = [&]() {
 #pragma unroll
 		for (int u = 0; u < U; u++)
 #pragma unroll
@@ -186,11 +246,49 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 				qtile_mma<T, BITS, SYM, FOLD, NT>(w[u][r], sc[u][r], zp[u][r], xv[u], acc[r]);
 	};
 	int kt0 = kt_begin + warp;
-	if (nr == R)
-		for (; kt0 + kWarps * (U - 1) < kt_end; kt0 += kWarps * U)
-			round(kt0, std::true_type());
-	for (; kt0 < kt_end; kt0 += kWarps * U)
-		round(kt0, std::false_type());
+	const bool whole = nr == R && kt0 + kWarps * (U - 1) < kt_end;
+	round_lanes<T, BITS, SYM, FOLD, NT, R, U> at(a, kt0, tiles, rt_bytes, sc_row, zp_row, x);
+	// The first round's weights (no kernel writes them) while the kernel before may still run
+	// (pdl.cuh): into registers where the round is whole, else into L2. Then wait for it: x is its
+	// output, and y, ws and the counters may be its input. Registers rather than L2 took decode's
+	// q/k/v launch from 6.6 to 5.8 us on the H200 (4096x14336 at 1 token 13.2 -> 11.0).
+	if (whole) {
+#pragma unroll
+		for (int u = 0; u < U; u++)
+			at.load_w(a, u, w[u], sc[u], zp[u]);
+	} else {
+		for (int u = 0; u < U; u++) {
+			const int kt = kt0 + kWarps * u;
+			for (int r = 0; r < nr && kt < kt_end && lane * 128 < qtile_bytes(BITS); r++)
+				prefetch_l2(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS) + lane * 128);
+		}
+	}
+	wait_prerequisites();
+
+	if (whole) {
+		for (;;) {
+#pragma unroll
+			for (int u = 0; u < U; u++)
+				at.load_x(u, xv[u]);
+			at.step();
+			multiply();
+			kt0 += kWarps * U;
+			if (kt0 + kWarps * (U - 1) >= kt_end)
+				break;
+#pragma unroll
+			for (int u = 0; u < U; u++)
+				at.load_w(a, u, w[u], sc[u], zp[u]);
+		}
+	}
+	for (; kt0 < kt_end; kt0 += kWarps * U) {
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			const int kt = kt0 + kWarps * u;
+			load_k_tile<T, BITS, SYM, FOLD, NT, R>(a, kt, kt < kt_end, nr, tiles, rt_bytes, sc_row, zp_row, x,
+							       w[u], sc[u], zp[u], xv[u]);
+		}
+		multiply();
+	}
 
 	// Sum the warps, one row tile at a time: red[warp][e], e = (j * 4 + c) * 32 + lane.
 	constexpr int E = NT * 128;

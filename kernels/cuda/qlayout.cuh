@@ -64,15 +64,19 @@ __host__ __device__ constexpr int qword_offset(int bits, int plane, int word, in
 					     : 4 * qplane_width(bits, plane) * lane + 4 * word);
 }
 
-// Load a lane's `bits` words of one tile (global memory, streamed past L1).
-template <int BITS> __device__ __forceinline__ void qtile_load_global(const uint8_t *tile, int lane, uint32_t (&w)[BITS])
+// Load a lane's `bits` words of one tile (global memory, streamed past L1) from the lane's address
+// in each plane (lane[pl] = tile + qword_offset(BITS, pl, 0, lane)): a loop that steps these
+// addresses loads each tile at immediate offsets from them.
+template <int BITS>
+__device__ __forceinline__ void qtile_load_global_lanes(const uint8_t *const (&lane)[qplane_count(BITS)],
+							uint32_t (&w)[BITS])
 {
 #pragma unroll
 	for (int pl = 0; pl < qplane_count(BITS); pl++) {
 		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
 #pragma unroll
 		for (int c = 0; c < (p + 3) / 4; c++) {
-			const uint8_t *src = tile + qword_offset(BITS, pl, 4 * c, lane);
+			const uint8_t *src = lane[pl] + (qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0));
 			if (p >= 4) {
 				uint4 v = ld_stream16(src);
 				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;
@@ -84,6 +88,15 @@ template <int BITS> __device__ __forceinline__ void qtile_load_global(const uint
 			}
 		}
 	}
+}
+
+template <int BITS> __device__ __forceinline__ void qtile_load_global(const uint8_t *tile, int lane, uint32_t (&w)[BITS])
+{
+	const uint8_t *at[qplane_count(BITS)];
+#pragma unroll
+	for (int pl = 0; pl < qplane_count(BITS); pl++)
+		at[pl] = tile + qword_offset(BITS, pl, 0, lane);
+	qtile_load_global_lanes<BITS>(at, w);
 }
 
 // The same from shared memory.

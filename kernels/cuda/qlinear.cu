@@ -1,6 +1,6 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
 // a path (the TMA-fed GEMV for 1-4 tokens and large, wide 4-bit weights, 5-8 where their rows are short;
-// else the register GEMV for <= 8 tokens, or <= 32 under 16 MB of weights, the tiled GEMM up to
+// else the register GEMV for <= 8 tokens, <= 16 for rows <= 4096, or <= 32 under 16 MB of weights, the tiled GEMM up to
 // kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
 // copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
@@ -15,8 +15,11 @@ namespace {
 // From this many tokens on, a dense copy + cuBLAS is used (0.8-0.97x cuBLAS at 4096 tokens, H100).
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
-// gemv_wins: under this much weight the GEMV to 32 tokens, from it the GEMM from 9 tokens
+// gemv_wins: under this much weight the GEMV to 32 tokens, from it the GEMM from 9 tokens, except
+// for weights of at most kGemvShortRows rows (the GEMV to kGemvShortRowsMaxTokens)
 constexpr size_t kGemvOnlyBytes = (size_t)16 << 20;
+constexpr int64_t kGemvShortRows = 4096;
+constexpr int kGemvShortRowsMaxTokens = 16;
 constexpr int kTmaMaxTokens = 4;
 constexpr int kTmaShortRowsMaxTokens = 8; // prefer_tma
 constexpr size_t kTmaMinBytes = (size_t)24 << 20;
@@ -49,9 +52,14 @@ struct qplan {
 // the GEMM's scales were folded, the GEMV won at 30 MB up to 12-16 tokens. At 8 MB (4096x4096) the
 // GEMV wins up to 32 tokens (H200 at 16: 5.7 against 9.0; H100 at 32: 9.3 against 10.6). The
 // 16 MB boundary between them is older (H100); no weight between 8 and 30 MB was measured.
+// Since the GEMV loads its first round before waiting for the kernel before (qgemv_reg.cu), it
+// also wins at 9-16 tokens where the rows are few, so that the GEMM has few 256-row blocks and
+// splits K deeply (H200, 16 tokens, us: 14336x4096 13.7 against the GEMM's 15.1; but 8192x8192
+// 16.3 against 15.9).
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
-	return M <= 8 || (shrink_cuda_qweight_bytes(w) < kGemvOnlyBytes && M <= kGemvMaxTokens);
+	return M <= 8 || (shrink_cuda_qweight_bytes(w) < kGemvOnlyBytes && M <= kGemvMaxTokens) ||
+	       (w->rows <= kGemvShortRows && M <= kGemvShortRowsMaxTokens);
 }
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)
