@@ -203,6 +203,43 @@ static void check_plans(const shrink_cuda_qweight *w)
 	       "qlinear plan: the GEMV path refuses 40 tokens");
 }
 
+/* AUTO's path for weights of 16 MiB or more (where the GEMM takes 9 tokens and more), by rows:
+ * the register GEMV to 16 tokens for at most 4096 rows (qlinear.cu, gemv_wins). Plans only: the
+ * codes are zero and the scales one. */
+static void test_qlinear_auto_rows(void)
+{
+	static const struct {
+		int64_t rows;
+		int M;
+		shrink_cuda_qpath path;
+	} cases[] = {{4096, 12, SHRINK_CUDA_QPATH_GEMV_REG},
+		     {4096, 16, SHRINK_CUDA_QPATH_GEMV_REG},
+		     {4096, 17, SHRINK_CUDA_QPATH_GEMM},
+		     {4352, 9, SHRINK_CUDA_QPATH_GEMM}};
+	const int64_t cols = 8192;
+	const size_t codes = (size_t)4352 * cols / 2, n_scales = (size_t)4352 * cols / 128;
+	uint8_t *q = calloc(codes, 1);
+	uint16_t *sc = malloc(n_scales * 2);
+	for (size_t i = 0; i < n_scales; i++)
+		sc[i] = 0x3c00;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		shrink_cuda_qweight w;
+		if (!status_ok(shrink_cuda_qweight_upload(ctx, 4, 128, true, cases[i].rows, cols, q, sc, NULL, &w),
+			       "upload"))
+			continue;
+		shrink_cuda_qplan p;
+		memset(&p, 0, sizeof p);
+		const shrink_status st = shrink_cuda_qlinear_plan(ctx, &w, cases[i].M, SHRINK_CUDA_QPATH_AUTO, 0, &p);
+		report(st == SHRINK_OK && p.path == cases[i].path && shrink_cuda_qweight_bytes(&w) >= (16u << 20),
+		       "qlinear plan AUTO %lld rows x %lld at M=%d: path %d (want %d), %zu weight bytes",
+		       (long long)cases[i].rows, (long long)cols, cases[i].M, (int)p.path, (int)cases[i].path,
+		       shrink_cuda_qweight_bytes(&w));
+		shrink_cuda_qweight_free(&w);
+	}
+	free(q);
+	free(sc);
+}
+
 static void test_qlinear(ref_rng *rng)
 {
 	static const int bits_list[] = {2, 3, 4, 5, 6, 8};
@@ -1097,6 +1134,7 @@ int main(int argc, char **argv)
 	test_qlinear(&rng);
 	test_qlinear_tma_wide(&rng);
 	test_qlinear_tma_long(&rng);
+	test_qlinear_auto_rows();
 	test_qlinear_chain(&rng);
 	test_qlinear_multi(&rng);
 	test_qlinear_xin(&rng);
