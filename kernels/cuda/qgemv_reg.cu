@@ -20,7 +20,10 @@
 // 15.5 us: faster than qgemv.cu there, whose cp.async issue and shared-memory
 // round trip cost more instructions per tile than the latency they hide.
 // On the H200 its whole rounds, run without predicates (94 -> 77 instructions a tile), took batch
-// 1 at 28672x8192 from 37.4 to 35.0 us and 14336x4096 from 11.7 to 10.9.
+// 1 at 28672x8192 from 37.4 to 35.0 us and 14336x4096 from 11.7 to 10.9. With their addresses held
+// (round_lanes, about 16 % fewer instructions) and the first round's weights loaded before the wait
+// on the kernel before: decode's q/k/v launch 6.6 -> 5.9 us, 14336x4096 at 16 tokens 16.8 -> 13.8,
+// 4096x4096 at 32 tokens 9.4 -> 7.9 (but 8192x8192 at 8 tokens 12.9 -> 13.4).
 // Deliberately not here: the choice of path (qlinear.cu).
 #include <string.h>
 
@@ -118,10 +121,11 @@ __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, 
 
 // A lane's addresses in k tile kt0 of its whole rounds (codes by row tile and plane, activations,
 // scale rows by row tile), stepped a round at a time, so that a round loads at immediate offsets
-// from them. Built from kt in every tile, the 64-bit addresses took about 80 of a round's 537
-// instructions (f16, 4 bits, 1 token, 8 tiles a round: now about 455; 16 tokens 330 -> 267, 32
-// tokens 236 -> 188). The weights' loads (load_w) and the activations' (load_x) are apart: the
-// first round's weights are loaded before the kernel waits for the one before.
+// from them. Built from kt in every tile, the 64-bit addresses took about 90 of a round's 537
+// instructions (f16, 4 bits, 1 token, 8 tiles a round: now 450; 16 tokens 330 -> 266, 32 tokens
+// 236 -> 188). The weights' loads (load_w) and the activations' (load_x) are apart: the first
+// round's weights are loaded before the kernel waits for the one before. xo limits a row of x to
+// 2^32 / 32 elements (qgemv_reg_launch checks it).
 template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R, int U> struct round_lanes {
 	static constexpr int kPlanes = qplane_count(BITS);
 	static constexpr int kStep = kWarps * U; // k tiles a round
@@ -251,7 +255,7 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 	// The first round's weights (no kernel writes them) while the kernel before may still run
 	// (pdl.cuh): into registers where the round is whole, else into L2. Then wait for it: x is its
 	// output, and y, ws and the counters may be its input. Registers rather than L2 took decode's
-	// q/k/v launch from 6.6 to 5.8 us on the H200 (4096x14336 at 1 token 13.2 -> 11.0).
+	// q/k/v launch from 6.6 to 5.8-5.9 us on the H200 (4096x14336 at 1 token 13.2 -> 11.0).
 	if (whole) {
 #pragma unroll
 		for (int u = 0; u < U; u++)
@@ -284,8 +288,8 @@ __global__ void __launch_bounds__(kWarps * 32, R > 1 ? 1 : 2) qgemv_reg_kernel(c
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			const int kt = kt0 + kWarps * u;
-			load_k_tile<T, BITS, SYM, FOLD, NT, R>(a, kt, kt < kt_end, nr, tiles, rt_bytes, sc_row, zp_row, x,
-							       w[u], sc[u], zp[u], xv[u]);
+			load_k_tile<T, BITS, SYM, FOLD, NT, R>(a, kt, kt < kt_end, nr, tiles, rt_bytes, sc_row,
+							       zp_row, x, w[u], sc[u], zp[u], xv[u]);
 		}
 		multiply();
 	}
@@ -403,6 +407,9 @@ qgemv_plan_t qgemv_reg_plan(const shrink_cuda_qweight *w, int64_t row_tiles, int
 shrink_status qgemv_reg_launch(shrink_cuda_ctx *ctx, const qcall *c, const qgemv_plan_t *p)
 {
 	const shrink_cuda_qweight *w = c->w;
+	if (c->M > 1 && (uint64_t)c->ldx * (uint64_t)(c->M - 1) >= ((uint64_t)1 << 32)) // round_lanes' xo
+		return shrink_cuda_fail(ctx, SHRINK_EUSAGE, "qlinear: rows of x %lld elements apart: too far for the "
+					"register GEMV at %d tokens", (long long)c->ldx, c->M);
 	reg_args a;
 	memset(&a, 0, sizeof a);
 	a.n_weights = c->n_weights > 1 ? c->n_weights : 1;

@@ -76,7 +76,8 @@ __device__ __forceinline__ void qtile_load_global_lanes(const uint8_t *const (&l
 		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
 #pragma unroll
 		for (int c = 0; c < (p + 3) / 4; c++) {
-			const uint8_t *src = lane[pl] + (qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0));
+			const int off = qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0);
+			const uint8_t *src = lane[pl] + off;
 			if (p >= 4) {
 				uint4 v = ld_stream16(src);
 				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;

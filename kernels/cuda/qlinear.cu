@@ -1,8 +1,8 @@
 // qlinear.cu: the quantized linear layer's entry point: checks the call, picks
 // a path (the TMA-fed GEMV for 1-4 tokens and large, wide 4-bit weights, 5-8 where their rows are short;
-// else the register GEMV for <= 8 tokens, <= 16 for rows <= 4096, or <= 32 under 16 MB of weights, the tiled GEMM up to
-// kCublasMinTokens, then dequantize + cuBLAS when the workspace holds the dense
-// copy; the shared-memory GEMV only when asked for) and a split-K
+// else the register GEMV for <= 8 tokens, <= 16 for rows <= 4096 (<= 4 bits), or <= 32 under 16 MB
+// of weights, the tiled GEMM up to kCublasMinTokens, then dequantize + cuBLAS when the workspace
+// holds the dense copy; the shared-memory GEMV only when asked for) and a split-K
 // factor that gives the GPU enough CTAs, lays out the workspace, and launches.
 // Also the dense (float weight) linear through cuBLAS.
 // Deliberately not here: kernels (qgemv*.cu, qgemm*.cu, qpack.cu).
@@ -16,7 +16,7 @@ namespace {
 constexpr int kCublasMinTokens = 1024;
 constexpr int kGemvMaxTokens = 32;
 // gemv_wins: under this much weight the GEMV to 32 tokens, from it the GEMM from 9 tokens, except
-// for weights of at most kGemvShortRows rows (the GEMV to kGemvShortRowsMaxTokens)
+// for weights of <= 4 bits and at most kGemvShortRows rows (the GEMV to kGemvShortRowsMaxTokens)
 constexpr size_t kGemvOnlyBytes = (size_t)16 << 20;
 constexpr int64_t kGemvShortRows = 4096;
 constexpr int kGemvShortRowsMaxTokens = 16;
@@ -55,11 +55,11 @@ struct qplan {
 // Since the GEMV loads its first round before waiting for the kernel before (qgemv_reg.cu), it
 // also wins at 9-16 tokens where the rows are few, so that the GEMM has few 256-row blocks and
 // splits K deeply (H200, 16 tokens, us: 14336x4096 13.7 against the GEMM's 15.1; but 8192x8192
-// 16.3 against 15.9).
+// 16.3 against 15.9). Measured at 4 bits with f16 activations only, so kept to <= 4 bits.
 bool gemv_wins(const shrink_cuda_qweight *w, int M)
 {
 	return M <= 8 || (shrink_cuda_qweight_bytes(w) < kGemvOnlyBytes && M <= kGemvMaxTokens) ||
-	       (w->rows <= kGemvShortRows && M <= kGemvShortRowsMaxTokens);
+	       (w->bits <= 4 && w->rows <= kGemvShortRows && M <= kGemvShortRowsMaxTokens);
 }
 
 shrink_cuda_qpath resolve_path(shrink_cuda_qpath path, const shrink_cuda_qweight *w, int M)

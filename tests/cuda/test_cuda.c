@@ -212,7 +212,8 @@ static void test_qlinear_auto_rows(void)
 		int64_t rows;
 		int M;
 		shrink_cuda_qpath path;
-	} cases[] = {{4096, 12, SHRINK_CUDA_QPATH_GEMV_REG},
+	} cases[] = {{4096, 9, SHRINK_CUDA_QPATH_GEMV_REG},
+		     {4096, 12, SHRINK_CUDA_QPATH_GEMV_REG},
 		     {4096, 16, SHRINK_CUDA_QPATH_GEMV_REG},
 		     {4096, 17, SHRINK_CUDA_QPATH_GEMM},
 		     {4352, 9, SHRINK_CUDA_QPATH_GEMM}};
@@ -220,6 +221,12 @@ static void test_qlinear_auto_rows(void)
 	const size_t codes = (size_t)4352 * cols / 2, n_scales = (size_t)4352 * cols / 128;
 	uint8_t *q = calloc(codes, 1);
 	uint16_t *sc = malloc(n_scales * 2);
+	if (!q || !sc) {
+		report(false, "qlinear plan AUTO: out of host memory");
+		free(q);
+		free(sc);
+		return;
+	}
 	for (size_t i = 0; i < n_scales; i++)
 		sc[i] = 0x3c00;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -238,6 +245,34 @@ static void test_qlinear_auto_rows(void)
 	}
 	free(q);
 	free(sc);
+}
+
+/* The register GEMV with 4 row tiles a CTA (17-32 tokens, from 512 row tiles or 128 k tiles:
+ * qgemv_reg.cu's rows_per_cta): its whole rounds over 4 row tiles, and a last CTA with fewer. */
+static void test_qlinear_rows4(ref_rng *rng)
+{
+	static const struct {
+		int bits, group;
+		bool sym;
+		int64_t rows, cols;
+		int M, split;
+	} cases[] = {{4, 128, true, 100, 8256, 32, 0}, {3, 64, false, 100, 8256, 17, 3},
+		     {8, 0, true, 37, 8192, 24, 0},    {4, 32, false, 8195, 192, 24, 0},
+		     {5, 128, true, 8195, 320, 29, 2}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (int dt = 0; dt < 2; dt++) {
+			ref_qmatrix m;
+			ref_qmatrix_random(&m, cases[i].bits, cases[i].group, cases[i].sym, cases[i].rows, cases[i].cols,
+					   rng);
+			shrink_cuda_qweight w;
+			if (status_ok(shrink_cuda_qweight_upload(ctx, m.bits, cases[i].group, cases[i].sym, m.rows, m.cols,
+								 m.packed, m.scales, m.zeros, &w),
+				      "qweight_upload")) {
+				check_qlinear(&m, &w, dt, cases[i].M, SHRINK_CUDA_QPATH_GEMV_REG, cases[i].split, rng);
+				shrink_cuda_qweight_free(&w);
+			}
+			ref_qmatrix_free(&m);
+		}
 }
 
 static void test_qlinear(ref_rng *rng)
@@ -517,7 +552,8 @@ static void test_qlinear_multi(ref_rng *rng)
 		check_qlinear_multi(2, same4, 128, true, gu, 192, dt, 20, rng); /* GEMM path, one each */
 		check_qlinear_multi(3, same4, 128, false, big, 1024, dt, 1, rng);
 		check_qlinear_multi(3, same3, 32, true, big, 448, dt, 3, rng);
-		/* 9-32 tokens: 2 or 4 row tiles a CTA, weights ending inside a CTA's rows, split K */
+		/* 9-32 tokens: weights ending inside a CTA's rows, split K (a CTA takes 4 row tiles only
+		 * from 512 row tiles or 128 k tiles: test_qlinear_rows4) */
 		check_qlinear_multi(3, same4, 64, false, odd, 1024, dt, 27, rng);
 		check_qlinear_multi(3, same3, 128, true, big, 512, dt, 12, rng);
 		check_qlinear_multi(2, same8, 16, true, gu, 2048, dt, 32, rng);
@@ -1135,6 +1171,7 @@ int main(int argc, char **argv)
 	test_qlinear_tma_wide(&rng);
 	test_qlinear_tma_long(&rng);
 	test_qlinear_auto_rows();
+	test_qlinear_rows4(&rng);
 	test_qlinear_chain(&rng);
 	test_qlinear_multi(&rng);
 	test_qlinear_xin(&rng);
