@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32) qgemv_kernel(const gemv_args a)
 			if (r >= n_rt)
 				break;
 			uint32_t w[BITS];
-			qtile_load_smem<BITS>(slot + r * TB, lane, w);
+			qtile_load_at<BITS>(slot + r * TB, lane, w);
 			const uint32_t sp = lds32(slot + SC + r * kScaleBytes + 4 * (gl * 8 + g));
 			const uint32_t zp = SYM ? 0u : lds32(slot + ZC + r * kScaleBytes + 4 * (gl * 8 + g));
 			qtile_mma<T, BITS, SYM, FOLD, NT>(w, sp, zp, xv, acc[r]);

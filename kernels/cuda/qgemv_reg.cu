@@ -95,7 +95,7 @@ __device__ __forceinline__ void load_k_tile(const reg_args &a, int kt, bool ok, 
 	for (int r = 0; r < R; r++) {
 		const bool okr = ok && r < nr;
 		if (okr) {
-			qtile_load_global<BITS>(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS), lane, w[r]);
+			qtile_load_at<BITS>(tiles + r * rt_bytes + (size_t)kt * qtile_bytes(BITS), lane, w[r]);
 		} else {
 #pragma unroll
 			for (int i = 0; i < BITS; i++)
@@ -166,7 +166,7 @@ template <typename T, int BITS, bool SYM, bool FOLD, int NT, int R, int U> struc
 #pragma unroll
 			for (int pl = 0; pl < kPlanes; pl++)
 				c[pl] = codes[r][pl] + u * kWarps * qtile_bytes(BITS);
-			qtile_load_global_lanes<BITS>(c, w[r]);
+			qtile_load_lanes<BITS>(c, w[r]);
 			s[r] = __ldg(sc[r] + (size_t)grp * 8);
 			z[r] = SYM ? 0u : __ldg(zp[r] + (size_t)grp * 8);
 		}

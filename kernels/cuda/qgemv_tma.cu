@@ -371,7 +371,7 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 			const int j = warp + kConsumers * u, kt = st.k0 + j;
 			const bool ok = j < st.nt;
 			if (ok) {
-				qtile_load_smem<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
+				qtile_load_at<BITS>(base + j * qtile_bytes(BITS), lane, w[u]);
 			} else {
 #pragma unroll
 				for (int b = 0; b < BITS; b++)

@@ -64,43 +64,69 @@ __host__ __device__ constexpr int qword_offset(int bits, int plane, int word, in
 					     : 4 * qplane_width(bits, plane) * lane + 4 * word);
 }
 
-// Load a lane's `bits` words of one tile (global memory, streamed past L1) from the lane's address
-// in each plane (lane[pl] = tile + qword_offset(BITS, pl, 0, lane)): a loop that steps these
-// addresses loads each tile at immediate offsets from them.
-template <int BITS>
-__device__ __forceinline__ void qtile_load_global_lanes(const uint8_t *const (&lane)[qplane_count(BITS)],
-							uint32_t (&w)[BITS])
+// A tile's word loads by the kind of address: a pointer into global memory (streamed past L1) or
+// a 32-bit shared-memory address.
+__device__ __forceinline__ uint4 qload16(const uint8_t *p)
+{
+	return ld_stream16(p);
+}
+__device__ __forceinline__ uint2 qload8(const uint8_t *p)
+{
+	return ld_stream8(p);
+}
+__device__ __forceinline__ uint32_t qload4(const uint8_t *p)
+{
+	return ld_stream4(p);
+}
+__device__ __forceinline__ uint4 qload16(uint32_t a)
+{
+	return lds128(a);
+}
+__device__ __forceinline__ uint2 qload8(uint32_t a)
+{
+	return lds64(a);
+}
+__device__ __forceinline__ uint32_t qload4(uint32_t a)
+{
+	return lds32(a);
+}
+
+// Load a lane's `bits` words of one tile from the lane's address in each plane (lane[pl] = tile +
+// qword_offset(BITS, pl, 0, lane)): a loop that steps these addresses loads each tile at immediate
+// offsets from them, and keeps them in registers. A: const uint8_t * (global) or uint32_t (shared).
+template <int BITS, typename A>
+__device__ __forceinline__ void qtile_load_lanes(const A (&lane)[qplane_count(BITS)], uint32_t (&w)[BITS])
 {
 #pragma unroll
 	for (int pl = 0; pl < qplane_count(BITS); pl++) {
 		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
 #pragma unroll
 		for (int c = 0; c < (p + 3) / 4; c++) {
-			const int off = qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0);
-			const uint8_t *src = lane[pl] + off;
+			const A src = lane[pl] + (qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0));
 			if (p >= 4) {
-				uint4 v = ld_stream16(src);
+				uint4 v = qload16(src);
 				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;
 			} else if (p == 2) {
-				uint2 v = ld_stream8(src);
+				uint2 v = qload8(src);
 				w[o] = v.x, w[o + 1] = v.y;
 			} else {
-				w[o] = ld_stream4(src);
+				w[o] = qload4(src);
 			}
 		}
 	}
 }
 
-template <int BITS> __device__ __forceinline__ void qtile_load_global(const uint8_t *tile, int lane, uint32_t (&w)[BITS])
+// The same from the tile's address.
+template <int BITS, typename A> __device__ __forceinline__ void qtile_load_at(A tile, int lane, uint32_t (&w)[BITS])
 {
-	const uint8_t *at[qplane_count(BITS)];
+	A at[qplane_count(BITS)];
 #pragma unroll
 	for (int pl = 0; pl < qplane_count(BITS); pl++)
 		at[pl] = tile + qword_offset(BITS, pl, 0, lane);
-	qtile_load_global_lanes<BITS>(at, w);
+	qtile_load_lanes<BITS>(at, w);
 }
 
-// The same from shared memory.
+// The same from shared memory through a generic pointer (plain loads: global memory too).
 template <int BITS> __device__ __forceinline__ void qtile_load_shared(const uint8_t *tile, int lane, uint32_t (&w)[BITS])
 {
 #pragma unroll
@@ -120,40 +146,6 @@ template <int BITS> __device__ __forceinline__ void qtile_load_shared(const uint
 			}
 		}
 	}
-}
-
-// The same by 32-bit shared address, from the lane's address in each plane of the tile
-// (lane[pl] = tile + qword_offset(BITS, pl, 0, lane)): a loop over tiles at fixed offsets keeps
-// these in registers and adds only its stride.
-template <int BITS>
-__device__ __forceinline__ void qtile_load_lanes(const uint32_t (&lane)[qplane_count(BITS)], uint32_t (&w)[BITS])
-{
-#pragma unroll
-	for (int pl = 0; pl < qplane_count(BITS); pl++) {
-		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
-#pragma unroll
-		for (int c = 0; c < (p + 3) / 4; c++) {
-			const uint32_t src = lane[pl] + (qword_offset(BITS, pl, 4 * c, 0) - qword_offset(BITS, pl, 0, 0));
-			if (p >= 4) {
-				uint4 v = lds128(src);
-				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;
-			} else if (p == 2) {
-				uint2 v = lds64(src);
-				w[o] = v.x, w[o + 1] = v.y;
-			} else {
-				w[o] = lds32(src);
-			}
-		}
-	}
-}
-
-template <int BITS> __device__ __forceinline__ void qtile_load_smem(uint32_t tile, int lane, uint32_t (&w)[BITS])
-{
-	uint32_t at[qplane_count(BITS)];
-#pragma unroll
-	for (int pl = 0; pl < qplane_count(BITS); pl++)
-		at[pl] = tile + qword_offset(BITS, pl, 0, lane);
-	qtile_load_lanes<BITS>(at, w);
 }
 
 // Zero point of one row, in the forms the conversions below subtract.
