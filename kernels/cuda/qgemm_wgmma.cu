@@ -68,15 +68,15 @@ template <int BITS, int BN> __host__ __device__ constexpr int smem_bytes()
 }
 
 // The producer (one thread): stage i (k tile kt_begin + i) into slot i % NS once the consumers
-// freed it. The first slots' weights are asked for at once, their activations only once the
-// kernels before (the layout pass) have finished (pdl.cuh). From 64 tokens a block the first
-// burst is two stages, and the rest of the ring is asked for once the first stage has landed:
-// those CTAs are bound by their MMAs, and a whole ring asked for at once lands in about the time
-// it takes to stream, so the first stage, and the first MMA, came late (H100, bench_cuda
-// --linear, us, ring at once -> burst of two: 4096x4096 at 64 tokens 13.9 -> 12.2, at 128 17.7
-// -> 16.3; 8192x8192 at 128 41.1 -> 38.6). At 16-32 tokens the stream bounds them, and a shallow
-// start cost DRAM time instead (8192x8192 at 16 tokens 18.1 -> 19.3).
-constexpr int kBurstFromBn = 64, kBurst = 2;
+// freed it. The first two slots' weights are asked for at once, their activations only once the
+// kernels before (the layout pass) have finished (pdl.cuh), and the rest of the ring once the
+// first stage has landed: a whole ring asked for at once lands in about the time it takes to
+// stream, so the first stage, and the first MMA, came late. H100, bench_cuda --linear, us, ring at
+// once -> burst of two: 4096x4096 at 64 tokens 13.9 -> 12.2, at 128 17.7 -> 16.3; 8192x8192 at
+// 128 41.1 -> 38.6. At 16-32 tokens the H100 lost with it (8192x8192 at 16 tokens 18.1 -> 19.3);
+// the H200, which streams 1.4 times the bytes, gains 2-5 % there (tests/bench/bench_cuda.md,
+// tenth session of 2026-11-28). Deeper rings did not help on either.
+constexpr int kBurst = 2;
 
 template <int BITS, int BN>
 __device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring, uint32_t full, uint32_t empty,
@@ -100,7 +100,7 @@ __device__ void produce(const qgemm_args &a, const qgemm_maps &m, uint32_t ring,
 			  full + 8 * (i % NS));
 	};
 	const int first = nk < NS ? nk : NS;
-	const int burst = BN >= kBurstFromBn && kBurst < first ? kBurst : first;
+	const int burst = kBurst < first ? kBurst : first;
 	for (int i = 0; i < burst; i++)
 		weights(i);
 	wait_prerequisites();
