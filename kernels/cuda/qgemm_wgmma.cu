@@ -132,7 +132,7 @@ __device__ __forceinline__ void load_raw(const uint8_t *st, int lt, int gpt, int
 	constexpr int TB = qtile_bytes(BITS);
 	const int lane = threadIdx.x & 31, g = lane >> 2;
 	const uint32_t *ss = reinterpret_cast<const uint32_t *>(st + kRowTiles * TB + BN * 128);
-	qtile_load_shared<BITS>(st + lt * TB, lane, r.w);
+	qtile_load_at<BITS>(qplain{st + lt * TB}, lane, r.w);
 	r.s = ss[(lt * gpt + gl) * 8 + g];
 	r.z = SYM ? 0u : ss[kScaleBlock / 4 + (lt * gpt + gl) * 8 + g];
 }

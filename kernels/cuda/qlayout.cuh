@@ -64,8 +64,13 @@ __host__ __device__ constexpr int qword_offset(int bits, int plane, int word, in
 					     : 4 * qplane_width(bits, plane) * lane + 4 * word);
 }
 
-// A tile's word loads by the kind of address: a pointer into global memory (streamed past L1) or
-// a 32-bit shared-memory address.
+// A tile's word loads by the kind of address: a pointer into global memory (streamed past L1), a
+// 32-bit shared-memory address, or a plain generic pointer (qplain: plain loads, for shared or
+// global memory alike).
+struct qplain {
+	const uint8_t *p;
+	__device__ __forceinline__ qplain operator+(int off) const { return {p + off}; }
+};
 __device__ __forceinline__ uint4 qload16(const uint8_t *p)
 {
 	return ld_stream16(p);
@@ -90,10 +95,23 @@ __device__ __forceinline__ uint32_t qload4(uint32_t a)
 {
 	return lds32(a);
 }
+__device__ __forceinline__ uint4 qload16(qplain a)
+{
+	return *reinterpret_cast<const uint4 *>(a.p);
+}
+__device__ __forceinline__ uint2 qload8(qplain a)
+{
+	return *reinterpret_cast<const uint2 *>(a.p);
+}
+__device__ __forceinline__ uint32_t qload4(qplain a)
+{
+	return *reinterpret_cast<const uint32_t *>(a.p);
+}
 
 // Load a lane's `bits` words of one tile from the lane's address in each plane (lane[pl] = tile +
 // qword_offset(BITS, pl, 0, lane)): a loop that steps these addresses loads each tile at immediate
-// offsets from them, and keeps them in registers. A: const uint8_t * (global) or uint32_t (shared).
+// offsets from them, and keeps them in registers. A: const uint8_t * (global), uint32_t (shared)
+// or qplain.
 template <int BITS, typename A>
 __device__ __forceinline__ void qtile_load_lanes(const A (&lane)[qplane_count(BITS)], uint32_t (&w)[BITS])
 {
@@ -124,28 +142,6 @@ template <int BITS, typename A> __device__ __forceinline__ void qtile_load_at(A 
 	for (int pl = 0; pl < qplane_count(BITS); pl++)
 		at[pl] = tile + qword_offset(BITS, pl, 0, lane);
 	qtile_load_lanes<BITS>(at, w);
-}
-
-// The same from shared memory through a generic pointer (plain loads: global memory too).
-template <int BITS> __device__ __forceinline__ void qtile_load_shared(const uint8_t *tile, int lane, uint32_t (&w)[BITS])
-{
-#pragma unroll
-	for (int pl = 0; pl < qplane_count(BITS); pl++) {
-		const int p = qplane_width(BITS, pl), o = qplane_offset(BITS, pl);
-#pragma unroll
-		for (int c = 0; c < (p + 3) / 4; c++) {
-			const uint8_t *src = tile + qword_offset(BITS, pl, 4 * c, lane);
-			if (p >= 4) {
-				uint4 v = *reinterpret_cast<const uint4 *>(src);
-				w[o + 4 * c] = v.x, w[o + 4 * c + 1] = v.y, w[o + 4 * c + 2] = v.z, w[o + 4 * c + 3] = v.w;
-			} else if (p == 2) {
-				uint2 v = *reinterpret_cast<const uint2 *>(src);
-				w[o] = v.x, w[o + 1] = v.y;
-			} else {
-				w[o] = *reinterpret_cast<const uint32_t *>(src);
-			}
-		}
-	}
 }
 
 // Zero point of one row, in the forms the conversions below subtract.

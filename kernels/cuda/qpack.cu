@@ -115,7 +115,7 @@ template <typename T> __global__ void dequant_kernel(const shrink_cuda_qweight w
 	auto run = [&](auto bits_c) {
 		constexpr int B = decltype(bits_c)::value;
 		uint32_t words[B];
-		qtile_load_shared<B>(src, lane, words); // plain loads work on global memory too
+		qtile_load_at<B>(qplain{src}, lane, words); // plain loads work on global memory too
 		qzero z0 = qzero_make<__half, B>(w.symmetric ? 1 << (B - 1) : (int)(zp & 0xffffu));
 		qzero z1 = qzero_make<__half, B>(w.symmetric ? 1 << (B - 1) : (int)(zp >> 16));
 		static_for<0, 4>([&](auto step) {
