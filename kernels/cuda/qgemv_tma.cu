@@ -314,11 +314,12 @@ __device__ __forceinline__ uint32_t full_group_offset(const tma_args &a, int j, 
 }
 
 // A lane's addresses in ring slot 0 of its tiles of a full stage (tiles warp + 16 u): codes by
-// plane (of its first tile), scales and zeros. They are held in registers (opaque): ptxas otherwise
-// recomputed them in every stage (146 -> 123 instructions a stage at 4 bits, H200 batch 1
+// plane (of its first tile) and scales (the zero points lie group_bytes after them: holding their
+// addresses too spilled in the 4-bit asymmetric loop). They are held in registers (opaque): ptxas
+// otherwise recomputed them in every stage (146 -> 123 instructions a stage at 4 bits, H200 batch 1
 // 4096x14336 9.9 -> 9.3 us; the loop is issue-bound at the long shapes, 8192x28672 34.4 -> 32.3-33.8).
 template <int BITS, bool SYM, bool FOLD> struct full_lanes {
-	uint32_t codes[qplane_count(BITS)], scales[2], zeros[2];
+	uint32_t codes[qplane_count(BITS)], scales[2];
 	__device__ __forceinline__ full_lanes(const tma_args &a, uint32_t ring, int warp, int lane)
 	{
 #pragma unroll
@@ -328,7 +329,6 @@ template <int BITS, bool SYM, bool FOLD> struct full_lanes {
 		for (int u = 0; u < 2; u++) {
 			const int j = warp + kConsumers * u;
 			scales[u] = opaque(ring + full_group_offset<BITS, FOLD>(a, j, lane >> 2, lane & 3));
-			zeros[u] = SYM ? 0u : opaque(scales[u] + a.group_bytes);
 		}
 	}
 };
@@ -360,7 +360,7 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 				c[pl] = codes[pl] + kConsumers * u * qtile_bytes(BITS);
 			qtile_load_lanes<BITS>(c, w[u]);
 			sc[u] = lds32(at.scales[u] + so);
-			zp[u] = SYM ? 0u : lds32(at.zeros[u] + so);
+			zp[u] = SYM ? 0u : lds32(at.scales[u] + so + a.group_bytes);
 			xv[u][0][0] = lds128(xk + 2048 * u), xv[u][0][1] = lds128(xk + 2048 * u + 16);
 		}
 	};
@@ -389,35 +389,62 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 	};
 	// Every lane arrives once its loads are done (the empty barriers count them all: no warp
 	// synchronisation), and the producer may refill the slot while the MMAs run.
-	const auto release_and_multiply = [&](float (&acc)[1][4]) {
+	const auto release = [&] {
 		mbar_arrive(empty + 8 * pos.slot);
 		pos.step(a.stages);
+	};
+	const auto multiply = [&](float (&acc)[1][4]) {
 #pragma unroll
 		for (int u = 0; u < 2; u++)
 			qtile_mma<T, BITS, SYM, FOLD, 1>(w[u], sc[u], zp[u], xv[u], acc);
 	};
-	for (int r = r0; r < r1; r++) {
-		float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-		uint32_t xk = opaque(xrow + warp * 128);
-		for (int s = 0; s < full_rt; s++, xk += kStageTiles * 128) {
-			mbar_wait(full + 8 * pos.slot, pos.parity);
-			load_full(pos.slot * slot_bytes, xk);
-			release_and_multiply(acc);
-		}
-		if (full_rt < per_rt) {
-			mbar_wait(full + 8 * pos.slot, pos.parity);
-			load_tail(stage_at(a, r, full_rt), ring + pos.slot * slot_bytes);
-			release_and_multiply(acc);
-		}
-		// hand the sums over; the buffer's previous row tile must have been summed
-		const int q = r - r0, b = q % kRed;
+	// Row tile q's sums go to the reducer once row tile q + 1's first stage is loaded and its slot
+	// released: storing them waits for q's last MMAs, which so overlap those loads instead of
+	// delaying them. A globaltimer trace inside the bench's graph (H200, batch 1) found the
+	// consumers, not the stream, setting the pace (a stage every ~0.48 us, its data there long
+	// before), and the first stage of each row tile taking ~0.25 us longer than the others;
+	// this took 8192x8192 from 11.0 to 10.6 us, 14336x4096 from 10.0 to 9.6.
+	float acc[1][4];
+	const auto hand_over = [&](int q) {
+		const int b = q % kRed;
 		if (q >= kRed)
 			mbar_wait(red_empty + 8 * b, ((q / kRed) - 1) & 1);
 #pragma unroll
 		for (int c = 0; c < 4; c++)
 			red[b][warp][c * 32 + lane] = acc[0][c];
 		mbar_arrive(red_full + 8 * b);
+	};
+	const auto begin_row = [&](int r) {
+		if (r > r0)
+			hand_over(r - 1 - r0);
+		acc[0][0] = acc[0][1] = acc[0][2] = acc[0][3] = 0.0f;
+	};
+	for (int r = r0; r < r1; r++) {
+		uint32_t xk = opaque(xrow + warp * 128);
+		mbar_wait(full + 8 * pos.slot, pos.parity);
+		if (full_rt > 0)
+			load_full(pos.slot * slot_bytes, xk);
+		else
+			load_tail(stage_at(a, r, 0), ring + pos.slot * slot_bytes);
+		release();
+		begin_row(r);
+		multiply(acc);
+		xk += kStageTiles * 128;
+		for (int s = 1; s < full_rt; s++, xk += kStageTiles * 128) {
+			mbar_wait(full + 8 * pos.slot, pos.parity);
+			load_full(pos.slot * slot_bytes, xk);
+			release();
+			multiply(acc);
+		}
+		if (full_rt > 0 && full_rt < per_rt) {
+			mbar_wait(full + 8 * pos.slot, pos.parity);
+			load_tail(stage_at(a, r, full_rt), ring + pos.slot * slot_bytes);
+			release();
+			multiply(acc);
+		}
 	}
+	if (r1 > r0)
+		hand_over(r1 - 1 - r0);
 }
 
 // Rows of the CTA's row tiles, as the consumers hand them over: lane l sums element

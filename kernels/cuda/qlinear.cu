@@ -127,19 +127,24 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 	return SHRINK_OK;
 }
 
-// AUTO's choice between the two GEMVs, for weights of >= kTmaMinBytes (4-bit) with a row tile an
-// SM (the TMA GEMV does not split K). At 1-4 tokens the TMA GEMV wins where its ring holds at least
+// AUTO's choice between the two GEMVs, for weights of >= kTmaMinBytes (4-bit) with a row tile an SM
+// (the TMA GEMV does not split K). At 1-4 tokens the TMA GEMV wins where its ring holds at least
 // kTmaMinSlots slots beside the activations, and loses where only two fit (H200, bench_cuda
 // --linear, both forced, us: batch 1 28672x8192 33.0-35.4 against 34.1-36.5; 2 tokens 14336x4096
 // 10.5 against 11.0; 4 tokens 8192x8192 11.8 against 12.3; two slots: 4 tokens 14336x4096 11.8
 // against 11.2, 2 tokens 28672x8192 38-39 against 35-37); wide weights (twice as many rows as
 // columns) take it anyway, and where it forms its activations (c->xin: the decode MLP) it saves a
-// launch. Below kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as one
-// launch 4.7 against 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445
-// tokens/s, q/k/v fused with their RMSNorm and o_proj on it). The 8-bit head stays on the
-// register GEMV (20 % slower on the H100). At 5-8 tokens it wins only where the rows are 4096
-// columns long and the weight is wide (4096x14336: 11.3 against 13.7; 8192x28672 and 8192x8192
-// at 8 tokens, 14336x4096 at 5 tokens slower), measured for one weight alone.
+// launch. Those times are of symmetric weights. With zero points (shrink-quantize's default) its
+// consumers, which set its pace, run ~10 % more instructions a stage, and the register GEMV wins
+// unless the rows are 4096 columns long and the weight wide (H200, 1 token, us, TMA against
+// register: 14336x4096 12.0 against 11.1, 8192x8192 12.9 against 12.1, 28672x8192 37.5 against
+// 33.7-34.4, 8192x28672 37.6 against 36.1-36.8; 4096x14336 10.6-10.8 against 11.5). Below
+// kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as one launch 4.7 against
+// 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445 tokens/s, q/k/v fused with
+// their RMSNorm and o_proj on it). The 8-bit head stays on the register GEMV (20 % slower on the
+// H100). At 5-8 tokens it wins only where the rows are 4096 columns long and the weight is wide
+// (4096x14336: 11.3 against 13.7; 8192x28672 and 8192x8192 at 8 tokens, 14336x4096 at 5 tokens
+// slower), measured for one weight alone.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
@@ -148,8 +153,11 @@ bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 	if (c->w->bits > 4 || bytes < kTmaMinBytes || row_tiles < ctx->n_sms || !qgemv_tma_fits(c))
 		return false;
 	const bool wide = row_tiles * 16 >= 2 * c->w->cols;
+	const bool short_wide = wide && c->w->cols <= 4096;
 	if (c->M > kTmaMaxTokens)
-		return c->M <= kTmaShortRowsMaxTokens && c->n_weights <= 1 && wide && c->w->cols <= 4096;
+		return c->M <= kTmaShortRowsMaxTokens && c->n_weights <= 1 && short_wide;
+	if (!c->w->symmetric)
+		return c->xin || short_wide;
 	return c->xin || wide || qgemv_tma_slots(c) >= kTmaMinSlots;
 }
 

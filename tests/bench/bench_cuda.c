@@ -12,7 +12,7 @@
  * launches in it is reported. Inputs are random (never zeros); outputs of the
  * quantized path are checked against cuBLAS on the dequantized weight before
  * anything is timed.
- *   bench_cuda [--quick] [--dtype f16|bf16] [--bits B] [--group G]
+ *   bench_cuda [--quick] [--dtype f16|bf16] [--bits B] [--group G] [--asym]
  *   bench_cuda --decode   (one Llama-3-8B-shaped decode layer, op by op)
  *   bench_cuda --kv       (decode attention over the compressed KV caches against f16)
  *   bench_cuda --ops      (the other operations only: norms, RoPE, attention, ...)
@@ -38,6 +38,7 @@ static bool quick;
 static int64_t max_batch = 1 << 30; /* --max-batch: skip larger batches (a short run) */
 static int64_t min_batch = 0;       /* --min-batch: skip smaller ones */
 static int force_split;             /* --split: the split-K factor of the 4-bit linear calls (0: planned) */
+static bool asym;                   /* --asym: weights with zero points (shrink-quantize's default), else symmetric */
 static int64_t listed[16];          /* --batches: the linear layers' batches instead of 1, 2, 4, ... 4096 */
 static int n_listed;
 static int dt = 0; /* 0 f16, 1 bf16 */
@@ -278,13 +279,16 @@ static void setup_case(lin_case *c, int64_t K, int64_t N, int bits, int group, i
 	}
 	for (size_t i = 0; i < (size_t)N * ng; i++)
 		scales[i] = ref_f32_to_f16((float)((0.5 + ref_uniform(rng)) / (1 << (bits - 1)) * 0.05));
+	uint8_t *zeros = asym ? malloc((size_t)N * ng) : NULL;
+	for (size_t i = 0; asym && i < (size_t)N * ng; i++)
+		zeros[i] = (uint8_t)(ref_next(rng) % (1u << bits));
 	shrink_cuda_qweight probe;
-	CKS(shrink_cuda_qweight_upload(ctx, bits, group, true, N, K, packed, scales, NULL, &probe));
+	CKS(shrink_cuda_qweight_upload(ctx, bits, group, !asym, N, K, packed, scales, zeros, &probe));
 	c->n_q = copies_for(shrink_cuda_qweight_bytes(&probe));
 	c->q = malloc((size_t)c->n_q * sizeof *c->q);
 	c->q[0] = probe;
 	for (int i = 1; i < c->n_q; i++)
-		CKS(shrink_cuda_qweight_upload(ctx, bits, group, true, N, K, packed, scales, NULL, &c->q[i]));
+		CKS(shrink_cuda_qweight_upload(ctx, bits, group, !asym, N, K, packed, scales, zeros, &c->q[i]));
 	c->n_f = copies_for((size_t)N * K * 2);
 	c->wf = malloc((size_t)c->n_f * sizeof(void *));
 	for (int i = 0; i < c->n_f; i++) {
@@ -301,6 +305,7 @@ static void setup_case(lin_case *c, int64_t K, int64_t N, int bits, int group, i
 	free(x);
 	free(packed);
 	free(scales);
+	free(zeros);
 }
 
 static void free_case(lin_case *c)
@@ -422,8 +427,8 @@ static void bench_linear(int bits, int group, ref_rng *rng)
 	static const int64_t default_batches[] = {1, 2, 4, 8, 16, 32, 64, 128, 4096};
 	const int64_t *batches = n_listed ? listed : default_batches;
 	const int n_shapes = quick ? 2 : 6, n_batches = n_listed ? n_listed : quick ? 8 : 9;
-	printf("\n### W%dA16 g%d (%s activations) vs cuBLAS %s\n\n", bits, group, dt ? "bf16" : "f16",
-	       dt ? "bf16" : "f16");
+	printf("\n### W%dA16 g%d%s (%s activations) vs cuBLAS %s\n\n", bits, group, asym ? " asymmetric" : "",
+	       dt ? "bf16" : "f16", dt ? "bf16" : "f16");
 	printf("| shape KxN | batch | path | ours us | cuBLAS us | speedup | GB/s compressed | %% of copy BW | "
 	       "TFLOP/s ours | TFLOP/s cuBLAS |\n|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int s = 0; s < n_shapes; s++) {
@@ -948,10 +953,12 @@ int main(int argc, char **argv)
 			bits = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--group") && i + 1 < argc)
 			group = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--asym"))
+			asym = true;
 		else {
 			fprintf(stderr, "usage: bench_cuda [--quick] [--linear] [--min-batch M] [--max-batch M] "
 					"[--batches M,M,...] [--split S] [--decode] [--kv] [--ops] [--w8a8] [--dtype f16|bf16] "
-					"[--bits B] [--group G]\n"
+					"[--bits B] [--group G] [--asym]\n"
 					"       bench_cuda --one K N M auto|gemv|gemv-reg|gemv-tma|gemm|cublas   (one call, for a "
 					"profiler)\n");
 			return 2;
