@@ -92,6 +92,15 @@ struct tma_args {
 	float eps;
 };
 
+// v = the 16 bytes at shared address addr where p, else v unchanged (a predicated load, no branch).
+__device__ __forceinline__ void lds128_if(bool p, uint32_t addr, uint4 &v)
+{
+	asm volatile("{\n.reg .pred q;\nsetp.ne.b32 q, %4, 0;\n@q ld.shared.v4.u32 {%0,%1,%2,%3}, [%5];\n}\n"
+		     : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+		     : "r"((int)p), "r"(addr)
+		     : "memory");
+}
+
 // The weight of row tile r (selects, not a run-time index into the parameters).
 __device__ __forceinline__ tma_weight weight_of(const tma_args &a, int r)
 {
@@ -333,19 +342,20 @@ template <int BITS, bool SYM, bool FOLD> struct full_lanes {
 	}
 };
 
-template <typename T, int BITS, bool SYM, bool FOLD>
+template <typename T, int BITS, bool SYM, bool FOLD, bool FORM>
 __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t ring, uint32_t slot_bytes,
 			uint32_t full, uint32_t empty, uint32_t red_full, uint32_t red_empty, float (*red)[kConsumers][128])
 {
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
 	const int per_rt = (a.k_tiles + kStageTiles - 1) / kStageTiles, full_rt = a.k_tiles / kStageTiles;
-	// Lanes of tokens past M read token M - 1's activations: their columns of the MMA are never
-	// stored, and no predicate or zeroing is needed for them.
+	// Lanes of tokens past M read token M - 1's activations in whole stages (or, where FORM, keep
+	// zeros): their columns of the MMA are never stored.
 	const uint32_t xrow = xs + (uint32_t)min(g, a.M - 1) * a.x_row_bytes + 32 * t;
 	const full_lanes<BITS, SYM, FOLD> at(a, ring, warp, lane);
 	ring_pos pos;
 	uint32_t w[2][BITS], sc[2], zp[2];
-	uint4 xv[2][1][2];
+	uint4 xv[2][1][2] = {};
+	const bool xlane = g < a.M;
 	// A full stage in slot offset so; its activations from xk, 16 tiles (2048 bytes) apart.
 	const auto load_full = [&](uint32_t so, uint32_t xk) {
 		uint32_t codes[qplane_count(BITS)];
@@ -361,7 +371,15 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 			qtile_load_lanes<BITS>(c, w[u]);
 			sc[u] = lds32(at.scales[u] + so);
 			zp[u] = SYM ? 0u : lds32(at.scales[u] + so + a.group_bytes);
-			xv[u][0][0] = lds128(xk + 2048 * u), xv[u][0][1] = lds128(xk + 2048 * u + 16);
+			// Where the consumers form x (the decode MLP: one CTA an SM, no register cap), lanes of
+			// columns past M skip their activations' loads: a step of the 8B-shaped 4-bit
+			// model's decode 2028-2041 -> 2000-2011 us (H200). Under the paired launches' 56
+			// registers ptxas branches around them instead, and batch 1 lost 10-17 %.
+			if constexpr (FORM) {
+				lds128_if(xlane, xk + 2048 * u, xv[u][0][0]), lds128_if(xlane, xk + 2048 * u + 16, xv[u][0][1]);
+			} else {
+				xv[u][0][0] = lds128(xk + 2048 * u), xv[u][0][1] = lds128(xk + 2048 * u + 16);
+			}
 		}
 	};
 	// The short last stage of a row tile (K not a multiple of 2048): tiles past K are zero.
@@ -519,7 +537,7 @@ __global__ void __launch_bounds__(kThreads, FORM ? 1 : 2) qgemv_tma_kernel(const
 		form_x<T>(a, xs, xsum);
 	else
 		mbar_wait(xbar, 0);
-	consume<T, BITS, SYM, FOLD>(a, r0, r1, xs, ring, slot_bytes, full, empty, red_full, red_empty, red);
+	consume<T, BITS, SYM, FOLD, FORM>(a, r0, r1, xs, ring, slot_bytes, full, empty, red_full, red_empty, red);
 }
 
 template <typename T, int BITS, bool SYM, bool FOLD, bool FORM>
