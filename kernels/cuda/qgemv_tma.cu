@@ -374,7 +374,7 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 			// Where the consumers form x (the decode MLP: one CTA an SM, no register cap), lanes of
 			// columns past M skip their activations' loads: a step of the 8B-shaped 4-bit
 			// model's decode 2028-2041 -> 2000-2011 us (H200). Under the paired launches' 56
-			// registers ptxas branches around them instead, and batch 1 lost 10-17 %.
+			// registers ptxas branches around them instead, and batch 1 lost 7-17 %.
 			if constexpr (FORM) {
 				lds128_if(xlane, xk + 2048 * u, xv[u][0][0]), lds128_if(xlane, xk + 2048 * u + 16, xv[u][0][1]);
 			} else {
