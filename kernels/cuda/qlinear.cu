@@ -136,9 +136,12 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 // columns) take it anyway, and where it forms its activations (c->xin: the decode MLP) it saves a
 // launch. Those times are of symmetric weights. With zero points (shrink-quantize's default) its
 // consumers, which set its pace, run ~10 % more instructions a stage, and the register GEMV wins
-// unless the rows are 4096 columns long and the weight wide (H200, 1 token, us, TMA against
-// register: 14336x4096 12.0 against 11.1, 8192x8192 12.9 against 12.1, 28672x8192 37.5 against
-// 33.7-34.4, 8192x28672 37.6 against 36.1-36.8; 4096x14336 10.6-10.8 against 11.5). Below
+// unless the rows are 4096 columns long, the weight wide and the token one (H200, us, TMA against
+// register: 1 token 14336x4096 12.0 against 11.1, 8192x8192 12.9 against 12.1, 28672x8192 37.5
+// against 33.7-34.4, 8192x28672 37.6 against 36.1-36.8, 4096x14336 10.6-10.8 against 11.5-11.6;
+// 4096x14336 at 2, 4, 5 and 8 tokens 12.0 against 11.8, 12.6 against 12.1-12.2, 12.7 against
+// 12.2, 12.7 against 12.8; in bf16 at 2 tokens 11.5 against 12.1, at 4 and 8 12.6 against 12.3,
+// 13.3 against 13.0). Below
 // kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as one launch 4.7 against
 // 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445 tokens/s, q/k/v fused with
 // their RMSNorm and o_proj on it). The 8-bit head stays on the register GEMV (20 % slower on the
@@ -154,10 +157,10 @@ bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 		return false;
 	const bool wide = row_tiles * 16 >= 2 * c->w->cols;
 	const bool short_wide = wide && c->w->cols <= 4096;
+	if (!c->w->symmetric)
+		return c->M <= kTmaMaxTokens && (c->xin || (c->M == 1 && short_wide));
 	if (c->M > kTmaMaxTokens)
 		return c->M <= kTmaShortRowsMaxTokens && c->n_weights <= 1 && short_wide;
-	if (!c->w->symmetric)
-		return c->xin || short_wide;
 	return c->xin || wide || qgemv_tma_slots(c) >= kTmaMinSlots;
 }
 
