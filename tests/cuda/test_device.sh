@@ -44,7 +44,7 @@ same_tokens() {
 
 # 'same_ppl NAME MODEL': perplexity within 0.1% (relative) between the devices. With a compressed
 # cache ($KV kivi/gear) the GPU must hold exactly as many KV bytes, and the perplexities agree within
-# 1% at 4 and 8 bits and within 10% at 2 and 3: the GPU computes the keys and values in f16, the CPU
+# 1% at 8 bits, 2% at 4 to 7 and 10% at 2 and 3: the GPU computes the keys and values in f16, the CPU
 # in f32, and coarse codes turn those small differences into flipped codes. Measured on the H100
 # with the default model (4 x 256 tokens): f16 cache 9e-5 apart, kivi 8-bit 5e-4, 4-bit 2.7e-3,
 # 2-bit 3.4% (GPU lower), 2-bit group 32 4.5% (GPU higher), gear 2-bit without low rank 3.3%
@@ -53,7 +53,8 @@ same_tokens() {
 # model from 7.96 to 13.7, so reading the f16 rows instead would be 42% off. On the H200
 # (2026-11-28): f16 cache 9.7e-5, kivi 2-bit 1.0e-2, kivi 4-bit 9.9e-3 (GPU higher, at its bound's
 # edge), gear 4.4e-3. kivi 4-bit amplifies even the CPU's differences between machines: 0.19%
-# between the H200's host and a development Xeon whose f32-cache perplexities agree to 2.5e-7.
+# between the H200's host and a development Xeon whose f32-cache perplexities agree to 2.5e-7. So
+# 4-7 bits get 2% (2026-11-29): 1% was crossed by chance differences, while a wrong decode is 42% off.
 same_ppl() {
 	for d in cpu cuda; do
 		"$eval" "$2" -f "$text" -c "${PPL_CTX:-128}" --chunks "${PPL_CHUNKS:-8}" --json -q --kv "${KV:-f32}" \
@@ -66,7 +67,7 @@ rel = abs(b["ppl"] - a["ppl"]) / a["ppl"]
 kind, _, params = a["kv"].partition(":")
 compressed = kind in ("kivi", "gear")
 bits = int(dict(kv.split("=") for kv in params.split(",") if kv).get("bits", 2))
-bound = 1e-3 if not compressed else 1e-2 if bits >= 4 else 0.1
+bound = 1e-3 if not compressed else 1e-2 if bits >= 8 else 2e-2 if bits >= 4 else 0.1
 print("%s: perplexity cpu %.6f cuda %.6f (relative difference %.2e, bound %.0e); KV bytes/token cpu %.1f cuda %.1f"
       % (sys.argv[3], a["ppl"], b["ppl"], rel, bound, a["kv_bytes_per_token"], b["kv_bytes_per_token"]))
 sys.exit(0 if rel <= bound and (not compressed or a["kv_bytes_per_token"] == b["kv_bytes_per_token"]) else 1)
