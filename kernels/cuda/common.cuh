@@ -304,6 +304,14 @@ __device__ __forceinline__ uint4 lds128(uint32_t addr)
 		     : "memory");
 	return v;
 }
+// v = the 16 bytes at shared address addr where p, else v unchanged (a predicated load, no branch).
+__device__ __forceinline__ void lds128_if(bool p, uint32_t addr, uint4 &v)
+{
+	asm volatile("{\n.reg .pred q;\nsetp.ne.b32 q, %4, 0;\n@q ld.shared.v4.u32 {%0,%1,%2,%3}, [%5];\n}\n"
+		     : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+		     : "r"((int)p), "r"(addr)
+		     : "memory");
+}
 __device__ __forceinline__ void sts128(uint32_t addr, uint4 v)
 {
 	asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)

@@ -92,15 +92,6 @@ struct tma_args {
 	float eps;
 };
 
-// v = the 16 bytes at shared address addr where p, else v unchanged (a predicated load, no branch).
-__device__ __forceinline__ void lds128_if(bool p, uint32_t addr, uint4 &v)
-{
-	asm volatile("{\n.reg .pred q;\nsetp.ne.b32 q, %4, 0;\n@q ld.shared.v4.u32 {%0,%1,%2,%3}, [%5];\n}\n"
-		     : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
-		     : "r"((int)p), "r"(addr)
-		     : "memory");
-}
-
 // The weight of row tile r (selects, not a run-time index into the parameters).
 __device__ __forceinline__ tma_weight weight_of(const tma_args &a, int r)
 {
@@ -438,6 +429,8 @@ __device__ void consume(const tma_args &a, int r0, int r1, uint32_t xs, uint32_t
 		acc[0][0] = acc[0][1] = acc[0][2] = acc[0][3] = 0.0f;
 	};
 	for (int r = r0; r < r1; r++) {
+		// the row tile's first stage, peeled off the loop below rather than a branch in it (and
+		// written out: a lambda shared with the loop made ptxas spill in the row tiles' loop)
 		uint32_t xk = opaque(xrow + warp * 128);
 		mbar_wait(full + 8 * pos.slot, pos.parity);
 		if (full_rt > 0)

@@ -139,15 +139,14 @@ shrink_status gemm_cublas(shrink_cuda_ctx *ctx, shrink_cuda_dtype dt, const void
 // unless the rows are 4096 columns long, the weight wide and the token one (H200, us, TMA against
 // register: 1 token 14336x4096 12.0 against 11.1, 8192x8192 12.9 against 12.1, 28672x8192 37.5
 // against 33.7-34.4, 8192x28672 37.6 against 36.1-36.8, 4096x14336 10.6-10.8 against 11.5-11.6;
-// 4096x14336 at 2, 4, 5 and 8 tokens 12.0 against 11.8, 12.6 against 12.1-12.2, 12.7 against
-// 12.2, 12.7 against 12.8; in bf16 at 2 tokens 11.5 against 12.1, at 4 and 8 12.6 against 12.3,
-// 13.3 against 13.0). Below
-// kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as one launch 4.7 against
-// 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445 tokens/s, q/k/v fused with
-// their RMSNorm and o_proj on it). The 8-bit head stays on the register GEMV (20 % slower on the
-// H100). At 5-8 tokens it wins only where the rows are 4096 columns long and the weight is wide
-// (4096x14336: 11.3 against 13.7; 8192x28672 and 8192x8192 at 8 tokens, 14336x4096 at 5 tokens
-// slower), measured for one weight alone.
+// 4096x14336 at 2, 4, 5 and 8 tokens 12.0 against 11.8, 12.6 against 12.1-12.2, 12.7 against 12.2,
+// 12.7 against 12.8; in bf16 at 2 tokens 11.5 against 12.1, at 4 and 8 12.6 against 12.3, 13.3
+// against 13.0). Below kTmaMinBytes it won alone (4096x4096 at 1 token 3.7 against 4.2; q/k/v as
+// one launch 4.7 against 6.6) but the 8B-shaped model's decode lost with it there (484 -> 445
+// tokens/s, q/k/v fused with their RMSNorm and o_proj on it). The 8-bit head stays on the register
+// GEMV (20 % slower on the H100). At 5-8 tokens it wins only where the rows are 4096 columns long
+// and the weight is wide (4096x14336: 11.3 against 13.7; 8192x28672 and 8192x8192 at 8 tokens,
+// 14336x4096 at 5 tokens slower), measured for one weight alone.
 bool prefer_tma(const shrink_cuda_ctx *ctx, const qcall *c, int64_t row_tiles)
 {
 	size_t bytes = shrink_cuda_qweight_bytes(c->w);
