@@ -67,21 +67,33 @@ size_t qgemm_x_bytes(const shrink_cuda_qweight *w, int M)
 	return (size_t)ceil_div64(M, 128) * 128 * w->k_tiles * 128; // enough for either block size
 }
 
+// Whether s splits of ctas CTAs each run as a cluster of two: two splits where running them in
+// pairs adds no wave.
+static bool plan_cluster(const shrink_cuda_ctx *ctx, int64_t ctas, int s)
+{
+	const int pairs = ctx->gemm_pair_ctas;
+	return s == 2 && pairs > 0 && ceil_div64(ctas * s, pairs) == ceil_div64(ctas * s, ctx->n_sms);
+}
+
 // Modelled time of a launch in ns (H100, bench_cuda --linear, 4-bit g128 at 8192x28672): a CTA's
 // k tile takes about 390, 420, 510 and 805 ns at 16, 32, 64 and 128 tokens a block (the CTAs
 // read weights, scales and BN x 128 bytes of activations from L2 at about its rate, and MMA), a
-// wave's fill and store about 2 us; split K adds its partials written and read back (~2500
-// bytes a ns) and a launch. Two splits in a cluster pay neither, but the model charges them all
-// the same: costed as cheap, two splits won plans they then lost (4096x4096 at 128 tokens 21.6
-// us against 17.5 with four splits; tests/bench/bench_cuda.md).
-static double plan_cost(const shrink_cuda_qweight *w, int M, int n_sms, int bn, int s)
+// wave's fill and store about 2 us. Split K adds its partials written and read back (~7500 bytes
+// a ns) and the reduction's launch (1.5 us); two splits in a cluster write none and add each
+// other's sums (1 us). Those terms are the H200's: its bench's graph ran 2.0-2.8 us faster
+// without the reduction kernel for 2-8 MB of partials, where the H100's terms (2500 bytes a ns,
+// 2 us, clusters charged as partials) said 3.7-8.7 us; refitted over 168 plans at 64 and 128
+// tokens (6 shapes x 2 token block sizes x 1-16 splits), the mean error of the model fell from
+// 21 % to 13 %, and 4096x14336 at 128 tokens took two splits of 128 tokens in clusters (32 us
+// against 35-36 unsplit at 64 tokens a block; tests/bench/bench_cuda.md, thirteenth session).
+static double plan_cost(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w, int M, int bn, int s)
 {
 	const double kt_ns = bn == 16 ? 390.0 : bn == 32 ? 420.0 : bn == 64 ? 510.0 : 805.0;
 	const int64_t ctas = qgemm_row_blocks(w) * ceil_div64(M, bn);
 	const int64_t per = ceil_div64(w->k_tiles, s);
-	double ns = (double)ceil_div64(ctas * s, n_sms) * ((double)per * kt_ns + 2000.0);
+	double ns = (double)ceil_div64(ctas * s, ctx->n_sms) * ((double)per * kt_ns + 2000.0);
 	if (s > 1)
-		ns += 2.0 * (double)(ctas * s) * 256 * bn * 4 / 2500.0 + 2000.0;
+		ns += plan_cluster(ctx, ctas, s) ? 1000.0 : 2.0 * (double)(ctas * s) * 256 * bn * 4 / 7500.0 + 1500.0;
 	return ns;
 }
 
@@ -98,14 +110,12 @@ qgemm_plan_t qgemm_plan(const shrink_cuda_ctx *ctx, const shrink_cuda_qweight *w
 			const int64_t per = ceil_div64(w->k_tiles, s);
 			if (split_k <= 0 && s > 1 && per * (s - 1) >= w->k_tiles)
 				break; // the last split would be empty
-			const double cost = plan_cost(w, M, ctx->n_sms, bn, s);
+			const double cost = plan_cost(ctx, w, M, bn, s);
 			if (cost < best_cost)
 				best.bn = bn, best.splits = s, best_cost = cost;
 		}
 	best.splits = (int)ceil_div64(w->k_tiles, ceil_div64(w->k_tiles, best.splits)); // those with k tiles
-	const int64_t ctas = qgemm_row_blocks(w) * ceil_div64(M, best.bn) * best.splits;
-	const int pairs = ctx->gemm_pair_ctas;
-	best.cluster = best.splits == 2 && pairs > 0 && ceil_div64(ctas, pairs) == ceil_div64(ctas, ctx->n_sms);
+	best.cluster = plan_cluster(ctx, qgemm_row_blocks(w) * ceil_div64(M, best.bn), best.splits);
 	return best;
 }
 
