@@ -78,7 +78,9 @@ static bool plan_cluster(const shrink_cuda_ctx *ctx, int64_t ctas, int s)
 // Modelled time of a launch in ns (H100, bench_cuda --linear, 4-bit g128 at 8192x28672): a CTA's
 // k tile takes about 390, 420, 510 and 805 ns at 16, 32, 64 and 128 tokens a block (the CTAs
 // read weights, scales and BN x 128 bytes of activations from L2 at about its rate, and MMA), a
-// wave's fill and store about 2 us. Split K adds its partials written and read back (~7500 bytes
+// wave's fill and store about 2 us. Those terms are the H100's, but on the H200 too they pick the
+// fastest of 1-16 splits at 16 and 32 tokens at all six bench shapes (tests/bench/bench_cuda.md,
+// fourteenth session). Split K adds its partials written and read back (~7500 bytes
 // a ns) and the reduction's launch (1.5 us); two splits in a cluster write none and add each
 // other's sums (1 us). Those terms are the H200's: its bench's graph ran 2.0-2.8 us faster
 // without the reduction kernel for 2-8 MB of partials, where the H100's terms (2500 bytes a ns,
